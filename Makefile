@@ -1,0 +1,28 @@
+# Two commands do all the set-up on a fresh machine with Python >= 3.11 and make:
+#   make run    creates .venv, installs emix, fits the embedded Old Faithful data
+#   make test   creates .venv, installs emix with its test tools, lints, runs the suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint clean
+
+run: $(STAMP)
+	$(BIN)/emix fit
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests examples
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The EM loop, its convergence monitor and its initialisations."""

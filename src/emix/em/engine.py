@@ -1,0 +1,170 @@
+"""The EM loop: E-step mapped over the data, statistics summed, M-step, monitor.
+
+Nothing here knows about covariance structures, chunks or clusters: the
+family supplies ``e_step`` / ``m_step`` / ``reseed``, the data object
+supplies ``map_reduce`` and a bounded ``sample``, and every back-end (in
+memory, chunked files, Dask) runs this same loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import DegenerateComponentError
+from ..families.base import Collapse, MStepReport
+from .monitor import DIVERGED, RUNNING, ConvergenceMonitor
+
+logger = logging.getLogger("emix")
+
+COLLAPSE_POLICIES = ("reseed", "floor", "raise")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback receives after each iteration."""
+
+    restart: int  # 0-based index of the initialisation
+    n_restarts: int
+    iteration: int  # M-steps done in this restart
+    log_likelihood: float  # per sample (weighted mean)
+    change: float  # since the previous iteration (nan at iteration 0)
+    elapsed: float  # seconds since this restart began
+    state: str
+
+
+@dataclass
+class EMResult:
+    """One EM run (or the best of several)."""
+
+    params: Any
+    log_likelihood: float  # per sample, of params
+    state: str  # converged | max_iter | diverged
+    history: list[float]  # per-sample log-likelihood after 0, 1, ... M-steps
+    collapses: list[Collapse] = field(default_factory=list)
+    decreases: list[tuple[int, float]] = field(default_factory=list)
+    restart: int = 0
+    first_report: MStepReport | None = None
+
+    @property
+    def n_iter(self) -> int:
+        return len(self.history) - 1
+
+
+def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
+           on_collapse: str = "reseed", reseed_pool: np.ndarray | None = None,
+           callback: Callable[[Progress], None] | None = None,
+           restart: int = 0, n_restarts: int = 1) -> EMResult:
+    """Run EM from ``params`` until convergence, ``max_iter`` or divergence."""
+    started = time.perf_counter()
+    monitor = ConvergenceMonitor(tol, max_iter)
+    stats = data.map_reduce(partial(family.e_step, params))
+    log_likelihood = stats.log_likelihood / stats.total_weight
+    monitor.start(log_likelihood)
+    best = (log_likelihood, params)
+    collapses: list[Collapse] = []
+    reseeds_left = params.n_components
+    first_report = None
+    _notify(callback, restart, n_restarts, monitor, started)
+
+    while monitor.state == RUNNING:
+        iteration = monitor.n_iter + 1
+        new_params, report = family.m_step(stats)
+        first_report = first_report or report
+        fresh_start = False
+        if report.collapsed:
+            new_params, events = _repair(family, params, new_params, report, on_collapse,
+                                         reseeds_left, reseed_pool, iteration)
+            fresh_start = any(event.action == "reseeded" for event in events)
+            reseeds_left -= sum(event.action == "reseeded" for event in events)
+            collapses.extend(events)
+        params = new_params
+        stats = data.map_reduce(partial(family.e_step, params))
+        log_likelihood = stats.log_likelihood / stats.total_weight
+        monitor.update(log_likelihood, fresh_start=fresh_start)
+        if log_likelihood > best[0] or fresh_start:
+            best = (log_likelihood, params)
+        _notify(callback, restart, n_restarts, monitor, started)
+
+    if monitor.state == DIVERGED:
+        log_likelihood, params = best
+    return EMResult(params=params, log_likelihood=log_likelihood, state=monitor.state,
+                    history=monitor.history, collapses=collapses,
+                    decreases=monitor.decreases, restart=restart, first_report=first_report)
+
+
+def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_init: int,
+                 **options: Any) -> EMResult:
+    """``n_init`` EM runs from ``initialise(i)``; the one with the highest
+    final log-likelihood wins (the first, on ties)."""
+    best: EMResult | None = None
+    for restart in range(n_init):
+        result = run_em(family, data, initialise(restart), restart=restart,
+                        n_restarts=n_init, **options)
+        logger.debug("restart %d/%d: %s after %d iterations, log-likelihood %.10g",
+                     restart + 1, n_init, result.state, result.n_iter, result.log_likelihood)
+        if best is None or result.log_likelihood > best.log_likelihood:
+            best = result
+    assert best is not None
+    return best
+
+
+def _repair(family, old_params, params, report: MStepReport, policy: str, reseeds_left: int,
+            pool: np.ndarray | None, iteration: int) -> tuple[Any, list[Collapse]]:
+    """Apply the collapse policy to the components the M-step flagged.
+
+    The M-step already floored them; "reseed" moves per-component collapses
+    onto the rows the old model explained worst, while the budget (one
+    reseed per component per run) lasts.
+    """
+    reasons = {k: "vanished" for k in report.vanished}
+    reasons.update({k: "singular" for k in report.singular})
+    if policy == "raise":
+        k, reason = next(iter(sorted(reasons.items())))
+        which = "the shared covariance" if k < 0 else f"component {k}"
+        what = ("lost all its weight" if reason == "vanished"
+                else "collapsed onto a point or subspace (singular covariance)")
+        raise DegenerateComponentError(
+            f"{which} {what} at iteration {iteration}. Remedies: "
+            "on_collapse='reseed' (the default) or 'floor' to repair it, fewer "
+            "n_components, a larger reg_covar, or another random_state."
+        )
+    reseedable = [k for k in sorted(reasons) if k >= 0]
+    if policy == "reseed" and reseedable and pool is not None and reseeds_left >= len(reseedable):
+        points = _worst_explained(family, old_params, pool, len(reseedable))
+        if points.shape[0] == len(reseedable):
+            params = family.reseed(params, reseedable, points, report)
+            events = [Collapse(iteration, k, reasons[k], "reseeded") for k in reseedable]
+            events += [Collapse(iteration, k, reasons[k], "floored") for k in reasons if k < 0]
+            return params, events
+    return params, [Collapse(iteration, k, reasons[k], "floored") for k in sorted(reasons)]
+
+
+def _worst_explained(family, params, pool: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` distinct rows of ``pool`` with the lowest log-density."""
+    from ..execution.workspace import Workspace
+
+    order = np.argsort(family.log_density(params, pool, Workspace()), kind="stable")
+    chosen: list[np.ndarray] = []
+    for row in order:
+        point = pool[row]
+        if not any(np.array_equal(point, other) for other in chosen):
+            chosen.append(point)
+            if len(chosen) == count:
+                break
+    return np.asarray(chosen, dtype=np.float64).reshape(len(chosen), pool.shape[1])
+
+
+def _notify(callback, restart, n_restarts, monitor: ConvergenceMonitor, started: float) -> None:
+    history = monitor.history
+    change = history[-1] - history[-2] if len(history) > 1 else float("nan")
+    if callback is not None:
+        callback(Progress(restart=restart, n_restarts=n_restarts, iteration=monitor.n_iter,
+                          log_likelihood=history[-1], change=change,
+                          elapsed=time.perf_counter() - started, state=monitor.state))

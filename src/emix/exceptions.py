@@ -1,0 +1,76 @@
+"""Exceptions and warnings raised by emix.
+
+Every error names what was wrong, the value received, the rule it broke and
+what to do about it.  Input errors also derive from :class:`ValueError` (or
+:class:`TypeError`) so that code written for scikit-learn keeps catching them.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+
+
+class EmixError(Exception):
+    """Base class of every error emix raises on purpose."""
+
+
+class InvalidInputError(EmixError, ValueError):
+    """Data, weights or a parameter value that emix cannot use as given."""
+
+
+class InvalidInputTypeError(EmixError, TypeError):
+    """Data of a type that cannot be read as numbers."""
+
+
+class NotFittedError(EmixError, ValueError, AttributeError):
+    """A method that needs fitted parameters was called before ``fit``.
+
+    Derives from :class:`ValueError` and :class:`AttributeError` as
+    scikit-learn's does.  When scikit-learn is already imported, the error
+    raised is also an instance of ``sklearn.exceptions.NotFittedError`` (see
+    :func:`not_fitted`), so code catching that one keeps working.
+    """
+
+
+def not_fitted(message: str) -> NotFittedError:
+    """A NotFittedError that scikit-learn also recognises, if it is loaded.
+
+    Never imports scikit-learn: it only looks for a copy already in memory.
+    """
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    if sklearn_exceptions is None:
+        return NotFittedError(message)
+    return _bridged(sklearn_exceptions.NotFittedError)(message)
+
+
+@cache
+def _bridged(sklearn_class: type) -> type:
+    return type("NotFittedError", (NotFittedError, sklearn_class),
+                {"__module__": __name__, "__doc__": NotFittedError.__doc__})
+
+
+class DegenerateComponentError(EmixError, ArithmeticError):
+    """A component collapsed and the collapse policy is ``"raise"``, or the
+    covariance of the data itself is singular and nothing can repair it."""
+
+
+class NumericalError(EmixError, ArithmeticError):
+    """A quantity left the range that floating point can represent."""
+
+
+class ModelFileError(EmixError, ValueError):
+    """A model file is missing, truncated, tampered with, or not an emix model."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped before the log-likelihood settled (``max_iter``) or diverged."""
+
+
+class ComponentCollapseWarning(UserWarning):
+    """A component collapsed (onto a point or to zero weight) and was repaired."""
+
+
+class DataWarning(UserWarning):
+    """The data are legal but suspicious: a constant column, a regulariser
+    that dominates the data's own variance, and the like."""

@@ -1,0 +1,87 @@
+"""In-memory execution: the E-step mapped over row chunks, statistics summed.
+
+Chunking bounds every temporary of the E-step by the chunk, never by
+n_samples: the largest one is chunk_rows x K x d.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .workspace import Workspace
+
+#: Bytes of the largest per-chunk temporary (rows x K x d) by default.  The
+#: E-step keeps about three of them, so the working set stays in the tens of MB.
+DEFAULT_CHUNK_BYTES = 8 * 2**20
+
+
+def default_chunk_rows(n_components: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk so that a (rows, K, d) temporary takes DEFAULT_CHUNK_BYTES."""
+    per_row = max(1, n_components) * max(1, n_features) * itemsize
+    return max(64, DEFAULT_CHUNK_BYTES // per_row)
+
+
+class InMemoryData:
+    """Rows of an array (and optional frequency weights), visited in chunks."""
+
+    def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
+                 chunk_rows: int):
+        self.X = X
+        self.sample_weight = sample_weight
+        self.chunk_rows = int(chunk_rows)
+        self.workspace = Workspace()
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        weights = self.sample_weight
+        for start in range(0, self.n_samples, self.chunk_rows):
+            stop = start + self.chunk_rows
+            yield self.X[start:stop], None if weights is None else weights[start:stop]
+
+    def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:
+        """``sum(step(X_chunk, w_chunk, workspace) for each chunk)``."""
+        total = None
+        for X, weights in self.chunks():
+            part = step(X, weights, self.workspace)
+            total = part if total is None else total + part
+        return total
+
+    def map_rows(self, step: Callable[[np.ndarray, Workspace], np.ndarray],
+                 out: np.ndarray) -> np.ndarray:
+        """Write ``step(X_chunk, workspace)`` into the matching rows of ``out``."""
+        for start in range(0, self.n_samples, self.chunk_rows):
+            stop = start + self.chunk_rows
+            out[start:stop] = step(self.X[start:stop], self.workspace)
+        return out
+
+    def sample(self, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """At most ``max_rows`` rows with positive weight, and their weights.
+
+        All of them, in order, when there are few enough (no randomness
+        spent); otherwise a uniform random subset without replacement, whose
+        weights keep the sample unbiased.
+        """
+        weights = self.sample_weight
+        if weights is None:
+            rows = np.arange(self.n_samples)
+        else:
+            rows = np.flatnonzero(weights > 0)
+        if rows.size > max_rows:
+            rows = np.sort(rng.choice(rows, size=max_rows, replace=False))
+        X = self.X[rows]
+        w = np.ones(rows.size) if weights is None else weights[rows]
+        return X, w

@@ -1,0 +1,560 @@
+"""Covariance structures of a Gaussian mixture as strategy objects.
+
+A strategy owns everything that depends on the covariance structure: the
+shapes of the parameters, whitening of residuals, the moments in whitened
+coordinates, the M-step's covariance estimate and its Cholesky factors.  All
+components are held as batched arrays with a leading axis K; "tied" simply
+has no such axis.  The rest of the code resolves ``covariance_type`` once, in
+:data:`COVARIANCE_MODELS`, and never branches on its name.
+
+Notation (row vectors, as the data): the covariance of component k is
+``Sigma_k = L_k L_k^T`` with ``L_k`` lower triangular, and its precision
+factor is ``P_k = L_k^{-T}`` (upper triangular, scikit-learn's
+``precisions_cholesky_``), so the whitened residual ``y = (x - mu_k) P_k`` has
+identity covariance and ``x - mu_k = y L_k^T``.
+
+Shapes by type (K components, d features):
+
+============  ==============  =====================================
+type          covariances     precisions_cholesky
+============  ==============  =====================================
+full          (K, d, d)       (K, d, d), upper triangular
+tied          (d, d)          (d, d), upper triangular
+diag          (K, d)          (K, d), ``1 / sqrt(variances)``
+spherical     (K,)            (K,), ``1 / sqrt(variance)``
+============  ==============  =====================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import linalg
+
+#: A component whose covariance, relative to the data's own covariance, has a
+#: variance ratio below this in some direction has collapsed (a standard
+#: deviation a millionth of the data's).  Rounding in the centred moments
+#: stays near 1e-15, far below.
+COLLAPSE_RATIO = 1e-12
+
+#: Directions of the data's covariance with eigenvalue below this fraction of
+#: the largest one are treated as absent (a constant or collinear column), so
+#: that data without variance there do not count as a collapse.
+RANK_RTOL = 1e-12
+
+
+class SingularCovariance(Exception):
+    """Internal: the covariances of ``components`` are not positive definite."""
+
+    def __init__(self, components: list[int]):
+        super().__init__(components)
+        self.components = components
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Parameters cast and rearranged once per E-step pass (not per chunk)."""
+
+    const: np.ndarray  # (K,) log weight + log|P_k| - d/2 log(2 pi)
+    arrays: dict[str, np.ndarray]
+
+
+class CovarianceModel:
+    """Base class: the operations the E- and M-steps need from a structure."""
+
+    name: ClassVar[str]
+    #: Whether each component has its own covariance (False for "tied").
+    per_component: ClassVar[bool] = True
+
+    # -- shapes and counts -------------------------------------------------
+    def shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        raise NotImplementedError
+
+    # -- E-step ------------------------------------------------------------
+    def prepare(self, means: np.ndarray, prec_chol: np.ndarray, shift: np.ndarray,
+                dtype: np.dtype) -> dict[str, np.ndarray]:
+        """Arrays that :meth:`whiten` reuses for every chunk of one pass."""
+        raise NotImplementedError
+
+    def whiten(self, X: np.ndarray, prepared: dict[str, np.ndarray], out: np.ndarray,
+               workspace: Any) -> None:
+        """Write the whitened residuals ``(x_i - mu_k) P_k`` into out (m, K, d)."""
+        raise NotImplementedError
+
+    def log_det_prec_chol(self, prec_chol: np.ndarray, n_components: int,
+                          n_features: int) -> np.ndarray:
+        """``log |P_k|`` = half the log-determinant of each precision, (K,)."""
+        raise NotImplementedError
+
+    def whitened_second_moment(self, Y: np.ndarray, sq: np.ndarray, rw: np.ndarray,
+                               workspace: Any) -> np.ndarray:
+        """``sum_i rw_ik y_ik y_ik^T`` in the structure's shape (float64)."""
+        raise NotImplementedError
+
+    def unwhiten(self, first: np.ndarray, second: np.ndarray,
+                 cov_chol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Whitened moments back to data coordinates (about each mean)."""
+        raise NotImplementedError
+
+    # -- M-step ------------------------------------------------------------
+    def empirical(self, resp_weight: np.ndarray, delta: np.ndarray, second: np.ndarray,
+                  total: float) -> np.ndarray:
+        """Unregularised covariance from moments about the old means.
+
+        ``delta = first / N`` is the move of each mean; ``second`` the
+        centred second moment about the old mean, so the covariance about
+        the new mean is ``second / N - delta delta^T``.  The subtraction only
+        cancels the (small) move of the mean, never the data's offset.
+        """
+        raise NotImplementedError
+
+    def total_covariance(self, resp_weight: np.ndarray, means: np.ndarray,
+                         empirical: np.ndarray) -> np.ndarray:
+        """The data's covariance (law of total variance), one component's shape."""
+        raise NotImplementedError
+
+    def collapse_ratio(self, empirical: np.ndarray, total: np.ndarray) -> np.ndarray:
+        """Smallest variance of each covariance relative to the data's, (K,)
+        (a single entry for "tied")."""
+        raise NotImplementedError
+
+    def add_scaled_total(self, empirical: np.ndarray, components: np.ndarray,
+                         total: np.ndarray, scale: float) -> np.ndarray:
+        """``empirical`` with ``scale * total`` added to the given components."""
+        out = empirical.copy()
+        out[components] += scale * total
+        return out
+
+    def replace_with_total(self, empirical: np.ndarray, components: np.ndarray,
+                           total: np.ndarray) -> np.ndarray:
+        out = empirical.copy()
+        out[components] = total
+        return out
+
+    def regularise(self, empirical: np.ndarray, reg_covar: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def factor(self, covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(L, P)``: covariance Cholesky factors and precision factors.
+
+        Raises :class:`SingularCovariance` naming the components that are not
+        positive definite.
+        """
+        raise NotImplementedError
+
+    # -- conversions ---------------------------------------------------------
+    def precisions(self, prec_chol: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def covariances_from_precisions(self, precisions: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`precisions`; raises SingularCovariance if one is
+        not positive definite."""
+        raise NotImplementedError
+
+    def full_matrices(self, covariances: np.ndarray, n_components: int,
+                      n_features: int) -> np.ndarray:
+        """Each component's covariance as a (K, d, d) matrix."""
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator, mean: np.ndarray, cov_chol: np.ndarray,
+             component: int, n: int) -> np.ndarray:
+        """n samples of component ``component``."""
+        z = rng.standard_normal((n, mean.shape[0]))
+        return mean + self._scale_noise(z, cov_chol, component)
+
+    def _scale_noise(self, z, cov_chol, k):
+        raise NotImplementedError
+
+
+def _whitened_first(Y: np.ndarray, rw: np.ndarray) -> np.ndarray:
+    return np.einsum("mk,mkd->kd", rw, Y)
+
+
+def _cholesky_factors(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched lower Cholesky factors and ``P = L^{-T}`` of (K, d, d) matrices."""
+    n_features = covariances.shape[-1]
+    identity = np.eye(n_features)
+    cov_chol = np.empty_like(covariances)
+    prec_chol = np.empty_like(covariances)
+    failed = []
+    for k, cov in enumerate(covariances):
+        try:
+            chol = linalg.cholesky(cov, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            failed.append(k)
+            continue
+        diagonal = np.diag(chol)
+        if not (np.all(np.isfinite(chol)) and np.all(diagonal > 0)):
+            failed.append(k)
+            continue
+        cov_chol[k] = chol
+        prec_chol[k] = linalg.solve_triangular(chol, identity, lower=True,
+                                               check_finite=False).T
+        if not np.all(np.isfinite(prec_chol[k])):
+            failed.append(k)
+    if failed:
+        raise SingularCovariance(failed)
+    return cov_chol, prec_chol
+
+
+def _relative_min_eigenvalues(matrices: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Smallest generalised eigenvalue of each matrix against ``total``,
+    restricted to the directions in which ``total`` has variance."""
+    eigenvalues, eigenvectors = np.linalg.eigh(total)
+    largest = eigenvalues[-1] if eigenvalues.size else 0.0
+    if not largest > 0:
+        return np.full(matrices.shape[0], np.inf)
+    keep = eigenvalues > RANK_RTOL * largest
+    basis = eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])
+    projected = basis.T @ matrices @ basis
+    return np.linalg.eigvalsh(projected)[:, 0]
+
+
+def _symmetrise(matrices: np.ndarray) -> np.ndarray:
+    return 0.5 * (matrices + np.swapaxes(matrices, -1, -2))
+
+
+class FullCovariance(CovarianceModel):
+    """Each component has its own full covariance matrix."""
+
+    name = "full"
+
+    def shape(self, n_components, n_features):
+        return (n_components, n_features, n_features)
+
+    def n_parameters(self, n_components, n_features):
+        return n_components * n_features * (n_features + 1) // 2
+
+    def prepare(self, means, prec_chol, shift, dtype):
+        n_components, n_features = means.shape
+        # All components' whitening in one (d, K*d) matrix: one large matrix
+        # product per chunk instead of K small ones.
+        stacked = np.ascontiguousarray(
+            prec_chol.transpose(1, 0, 2).reshape(n_features, n_components * n_features)
+        )
+        offset = np.einsum("ki,kij->kj", means - shift, prec_chol).reshape(-1)
+        return {
+            "shift": shift.astype(dtype),
+            "stacked": stacked.astype(dtype),
+            "offset": offset.astype(dtype),
+        }
+
+    def whiten(self, X, prepared, out, workspace):
+        m = X.shape[0]
+        centred = workspace.array("centred", (m, X.shape[1]), X.dtype)
+        # Subtracting a central point first keeps the product free of the
+        # data's offset (1e8 + x would otherwise lose x's digits).
+        np.subtract(X, prepared["shift"], out=centred)
+        flat = out.reshape(m, -1)
+        np.matmul(centred, prepared["stacked"], out=flat)
+        flat -= prepared["offset"]
+
+    def log_det_prec_chol(self, prec_chol, n_components, n_features):
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+
+    def whitened_second_moment(self, Y, sq, rw, workspace):
+        weighted = workspace.array("weighted", Y.shape, Y.dtype)
+        np.multiply(Y, rw[:, :, None], out=weighted)
+        # (K, d, m) @ (K, m, d): one BLAS product per component, no copies.
+        second = np.matmul(weighted.transpose(1, 2, 0), Y.transpose(1, 0, 2))
+        return second.astype(np.float64, copy=False)
+
+    def unwhiten(self, first, second, cov_chol):
+        first = np.einsum("kij,kj->ki", cov_chol, first)
+        second = cov_chol @ second @ np.swapaxes(cov_chol, 1, 2)
+        return first, second
+
+    def empirical(self, resp_weight, delta, second, total):
+        covariances = second / resp_weight[:, None, None]
+        covariances -= delta[:, :, None] * delta[:, None, :]
+        return _symmetrise(covariances)
+
+    def total_covariance(self, resp_weight, means, empirical):
+        fractions = resp_weight / resp_weight.sum()
+        centre = fractions @ means
+        spread = means - centre
+        within = np.einsum("k,kij->ij", fractions, empirical)
+        between = np.einsum("k,ki,kj->ij", fractions, spread, spread)
+        return _symmetrise(within + between)
+
+    def collapse_ratio(self, empirical, total):
+        return _relative_min_eigenvalues(empirical, total)
+
+    def regularise(self, empirical, reg_covar):
+        out = empirical.copy()
+        diagonal = np.einsum("kii->ki", out)
+        diagonal += reg_covar
+        return out
+
+    def factor(self, covariances):
+        return _cholesky_factors(covariances)
+
+    def precisions(self, prec_chol):
+        return prec_chol @ np.swapaxes(prec_chol, 1, 2)
+
+    def covariances_from_precisions(self, precisions):
+        return _invert_spd(precisions)
+
+    def full_matrices(self, covariances, n_components, n_features):
+        return covariances.copy()
+
+    def _scale_noise(self, z, cov_chol, k):
+        return z @ cov_chol[k].T
+
+
+class TiedCovariance(CovarianceModel):
+    """All components share one full covariance matrix."""
+
+    name = "tied"
+    per_component = False
+
+    def shape(self, n_components, n_features):
+        return (n_features, n_features)
+
+    def n_parameters(self, n_components, n_features):
+        return n_features * (n_features + 1) // 2
+
+    def prepare(self, means, prec_chol, shift, dtype):
+        return {
+            "shift": shift.astype(dtype),
+            "prec_chol": prec_chol.astype(dtype),
+            "offset": ((means - shift) @ prec_chol).astype(dtype),
+        }
+
+    def whiten(self, X, prepared, out, workspace):
+        m = X.shape[0]
+        centred = workspace.array("centred", (m, X.shape[1]), X.dtype)
+        np.subtract(X, prepared["shift"], out=centred)
+        projected = workspace.array("projected", (m, X.shape[1]), X.dtype)
+        np.matmul(centred, prepared["prec_chol"], out=projected)
+        np.subtract(projected[:, None, :], prepared["offset"][None, :, :], out=out)
+
+    def log_det_prec_chol(self, prec_chol, n_components, n_features):
+        return np.full(n_components, np.log(np.diagonal(prec_chol)).sum())
+
+    def whitened_second_moment(self, Y, sq, rw, workspace):
+        weighted = workspace.array("weighted", Y.shape, Y.dtype)
+        np.multiply(Y, rw[:, :, None], out=weighted)
+        n_features = Y.shape[2]
+        second = weighted.reshape(-1, n_features).T @ Y.reshape(-1, n_features)
+        return second.astype(np.float64, copy=False)
+
+    def unwhiten(self, first, second, cov_chol):
+        return first @ cov_chol.T, cov_chol @ second @ cov_chol.T
+
+    def empirical(self, resp_weight, delta, second, total):
+        moved = np.einsum("k,ki,kj->ij", resp_weight, delta, delta)
+        return _symmetrise((second - moved) / total)
+
+    def total_covariance(self, resp_weight, means, empirical):
+        fractions = resp_weight / resp_weight.sum()
+        spread = means - fractions @ means
+        between = np.einsum("k,ki,kj->ij", fractions, spread, spread)
+        return _symmetrise(empirical + between)
+
+    def collapse_ratio(self, empirical, total):
+        return _relative_min_eigenvalues(empirical[None], total)
+
+    def add_scaled_total(self, empirical, components, total, scale):
+        return empirical + scale * total
+
+    def replace_with_total(self, empirical, components, total):
+        return empirical  # one shared covariance: nothing belongs to k alone
+
+    def regularise(self, empirical, reg_covar):
+        return empirical + reg_covar * np.eye(empirical.shape[0])
+
+    def factor(self, covariances):
+        cov_chol, prec_chol = _cholesky_factors(covariances[None])
+        return cov_chol[0], prec_chol[0]
+
+    def precisions(self, prec_chol):
+        return prec_chol @ prec_chol.T
+
+    def covariances_from_precisions(self, precisions):
+        return _invert_spd(precisions[None])[0]
+
+    def full_matrices(self, covariances, n_components, n_features):
+        return np.broadcast_to(covariances, (n_components, n_features, n_features)).copy()
+
+    def _scale_noise(self, z, cov_chol, k):
+        return z @ cov_chol.T
+
+
+class DiagCovariance(CovarianceModel):
+    """Each component has its own variance per feature (no correlations)."""
+
+    name = "diag"
+
+    def shape(self, n_components, n_features):
+        return (n_components, n_features)
+
+    def n_parameters(self, n_components, n_features):
+        return n_components * n_features
+
+    def prepare(self, means, prec_chol, shift, dtype):
+        return {"means": means.astype(dtype), "prec_chol": prec_chol.astype(dtype)}
+
+    def whiten(self, X, prepared, out, workspace):
+        np.subtract(X[:, None, :], prepared["means"][None], out=out)
+        out *= prepared["prec_chol"]
+
+    def log_det_prec_chol(self, prec_chol, n_components, n_features):
+        return np.log(prec_chol).sum(axis=1)
+
+    def whitened_second_moment(self, Y, sq, rw, workspace):
+        squared = workspace.array("weighted", Y.shape, Y.dtype)
+        np.multiply(Y, Y, out=squared)
+        return np.einsum("mk,mkd->kd", rw, squared).astype(np.float64, copy=False)
+
+    def unwhiten(self, first, second, cov_chol):
+        return first * cov_chol, second * cov_chol**2
+
+    def empirical(self, resp_weight, delta, second, total):
+        return np.maximum(second / resp_weight[:, None] - delta**2, 0.0)
+
+    def total_covariance(self, resp_weight, means, empirical):
+        fractions = resp_weight / resp_weight.sum()
+        spread = means - fractions @ means
+        return fractions @ (empirical + spread**2)
+
+    def collapse_ratio(self, empirical, total):
+        largest = total.max()
+        keep = total > RANK_RTOL * largest
+        if not largest > 0 or not keep.any():
+            return np.full(empirical.shape[0], np.inf)
+        return (empirical[:, keep] / total[keep]).min(axis=1)
+
+    def regularise(self, empirical, reg_covar):
+        return empirical + reg_covar
+
+    def factor(self, covariances):
+        return _sqrt_factors(covariances)
+
+    def precisions(self, prec_chol):
+        return prec_chol**2
+
+    def covariances_from_precisions(self, precisions):
+        return _invert_positive(precisions)
+
+    def full_matrices(self, covariances, n_components, n_features):
+        return np.stack([np.diag(v) for v in covariances])
+
+    def _scale_noise(self, z, cov_chol, k):
+        return z * cov_chol[k]
+
+
+class SphericalCovariance(CovarianceModel):
+    """Each component has one variance shared by all features."""
+
+    name = "spherical"
+
+    def shape(self, n_components, n_features):
+        return (n_components,)
+
+    def n_parameters(self, n_components, n_features):
+        return n_components
+
+    def prepare(self, means, prec_chol, shift, dtype):
+        return {"means": means.astype(dtype), "prec_chol": prec_chol[:, None].astype(dtype)}
+
+    def whiten(self, X, prepared, out, workspace):
+        np.subtract(X[:, None, :], prepared["means"][None], out=out)
+        out *= prepared["prec_chol"]
+
+    def log_det_prec_chol(self, prec_chol, n_components, n_features):
+        return n_features * np.log(prec_chol)
+
+    def whitened_second_moment(self, Y, sq, rw, workspace):
+        return np.einsum("mk,mk->k", rw, sq).astype(np.float64, copy=False)
+
+    def unwhiten(self, first, second, cov_chol):
+        return first * cov_chol[:, None], second * cov_chol**2
+
+    def empirical(self, resp_weight, delta, second, total):
+        n_features = delta.shape[1]
+        moved = np.einsum("kd,kd->k", delta, delta)
+        return np.maximum((second / resp_weight - moved) / n_features, 0.0)
+
+    def total_covariance(self, resp_weight, means, empirical):
+        fractions = resp_weight / resp_weight.sum()
+        spread = means - fractions @ means
+        return fractions @ (empirical + np.einsum("kd,kd->k", spread, spread) / means.shape[1])
+
+    def collapse_ratio(self, empirical, total):
+        if not total > 0:
+            return np.full(empirical.shape[0], np.inf)
+        return empirical / total
+
+    def regularise(self, empirical, reg_covar):
+        return empirical + reg_covar
+
+    def factor(self, covariances):
+        return _sqrt_factors(covariances)
+
+    def precisions(self, prec_chol):
+        return prec_chol**2
+
+    def covariances_from_precisions(self, precisions):
+        return _invert_positive(precisions)
+
+    def full_matrices(self, covariances, n_components, n_features):
+        return covariances[:, None, None] * np.eye(n_features)
+
+    def _scale_noise(self, z, cov_chol, k):
+        return z * cov_chol[k]
+
+
+def _sqrt_factors(variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    bad = ~(np.isfinite(variances) & (variances > 0))
+    if bad.any():
+        rows = bad.reshape(bad.shape[0], -1).any(axis=1)
+        raise SingularCovariance([int(k) for k in np.flatnonzero(rows)])
+    scale = np.sqrt(variances)
+    prec_chol = 1.0 / scale
+    if not np.all(np.isfinite(prec_chol)):
+        rows = (~np.isfinite(prec_chol)).reshape(prec_chol.shape[0], -1).any(axis=1)
+        raise SingularCovariance([int(k) for k in np.flatnonzero(rows)])
+    return scale, prec_chol
+
+
+def _invert_positive(precisions: np.ndarray) -> np.ndarray:
+    bad = ~(np.isfinite(precisions) & (precisions > 0))
+    if bad.any():
+        rows = bad.reshape(bad.shape[0], -1).any(axis=1)
+        raise SingularCovariance([int(k) for k in np.flatnonzero(rows)])
+    return 1.0 / precisions
+
+
+def _invert_spd(precisions: np.ndarray) -> np.ndarray:
+    """Covariances from (K, d, d) symmetric positive definite precisions."""
+    failed = []
+    covariances = np.empty_like(precisions)
+    identity = np.eye(precisions.shape[-1])
+    for k, precision in enumerate(precisions):
+        if not np.allclose(precision, precision.T, rtol=1e-10, atol=0):
+            failed.append(k)
+            continue
+        try:
+            chol = linalg.cholesky(precision, lower=True, check_finite=False)
+        except linalg.LinAlgError:
+            failed.append(k)
+            continue
+        inverse_chol = linalg.solve_triangular(chol, identity, lower=True,
+                                               check_finite=False)
+        covariances[k] = inverse_chol.T @ inverse_chol
+    if failed:
+        raise SingularCovariance(failed)
+    return _symmetrise(covariances)
+
+
+#: The registry through which ``covariance_type`` is resolved, once.
+COVARIANCE_MODELS: dict[str, CovarianceModel] = {
+    model.name: model
+    for model in (FullCovariance(), TiedCovariance(), DiagCovariance(), SphericalCovariance())
+}

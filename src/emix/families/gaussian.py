@@ -1,0 +1,359 @@
+r"""Gaussian components: parameters, additive statistics, E-step and M-step.
+
+The log-density of component k with mean :math:`\mu_k` and covariance
+:math:`\Sigma_k = L_k L_k^T` (precision factor :math:`P_k = L_k^{-T}`) is
+
+.. math::
+
+    \log \mathcal N(x \mid \mu_k, \Sigma_k) = -\tfrac d2 \log 2\pi
+        + \log |P_k| - \tfrac12 \lVert (x - \mu_k) P_k \rVert^2 ,
+
+evaluated in log space, so that a point far from every component gets a
+very negative but finite log-density instead of a density of 0.
+
+The statistics of a pass are centred on the component means the E-step
+used (the "shift"): :math:`N_k = \sum_i w_i r_{ik}`,
+:math:`S^{(1)}_k = \sum_i w_i r_{ik} (x_i - \mu_k)` and
+:math:`S^{(2)}_k = \sum_i w_i r_{ik} (x_i - \mu_k)(x_i - \mu_k)^T` (reduced to
+the structure's shape).  They come from the whitened residuals that the
+log-density needs anyway, and they add up over chunks, workers and files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import DegenerateComponentError, NumericalError
+from .base import MStepReport
+from .covariance import (
+    COLLAPSE_RATIO,
+    COVARIANCE_MODELS,
+    CovarianceModel,
+    Prepared,
+    SingularCovariance,
+)
+
+#: A component whose share of the total weight falls below this has vanished:
+#: its mean would be a ratio of rounding errors.
+VANISHED_FRACTION = 1e-12
+
+#: A collapsed component that is kept gets this fraction of the data's
+#: covariance added to its own ("floor"): it can no longer shrink onto a point,
+#: and the floor moves with the data under affine changes.
+FLOOR_FRACTION = 1e-4
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianParams:
+    """Parameters of a Gaussian mixture, all components batched (axis 0 = K).
+
+    ``covariances``, ``cov_chol`` and ``prec_chol`` have the shapes of the
+    covariance structure (see :mod:`emix.families.covariance`).
+    """
+
+    weights: np.ndarray  # (K,)
+    means: np.ndarray  # (K, d)
+    covariances: np.ndarray
+    cov_chol: np.ndarray
+    prec_chol: np.ndarray
+    _prepared: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianStats:
+    """Additive statistics of a pass, centred on the means in ``shift``.
+
+    ``second`` has the covariance structure's shape ((K, d, d) for full,
+    (d, d) for tied, (K, d) for diag, (K,) for spherical).
+    """
+
+    shift: np.ndarray  # (K, d): the means of the parameters the E-step used
+    resp_weight: np.ndarray  # (K,)
+    first: np.ndarray  # (K, d)
+    second: np.ndarray
+    log_likelihood: float
+    total_weight: float
+    n_samples: int
+
+    def __post_init__(self) -> None:
+        for name in ("resp_weight", "first", "second"):
+            getattr(self, name).flags.writeable = False
+
+    def __add__(self, other: GaussianStats) -> GaussianStats:
+        if not isinstance(other, GaussianStats):
+            return NotImplemented
+        if other.shift is not self.shift and not np.array_equal(other.shift, self.shift):
+            raise ValueError(
+                "cannot add statistics centred on different means; re-centre "
+                "one of them first (GaussianStats.recentred)"
+            )
+        return GaussianStats(
+            shift=self.shift,
+            resp_weight=self.resp_weight + other.resp_weight,
+            first=self.first + other.first,
+            second=self.second + other.second,
+            log_likelihood=self.log_likelihood + other.log_likelihood,
+            total_weight=self.total_weight + other.total_weight,
+            n_samples=self.n_samples + other.n_samples,
+        )
+
+    def __radd__(self, other: Any) -> GaussianStats:
+        if isinstance(other, int) and other == 0:  # so that sum() works
+            return self
+        return NotImplemented
+
+
+class GaussianFamily:
+    """Gaussian mixture components under one covariance structure."""
+
+    def __init__(self, covariance: str | CovarianceModel, reg_covar: float = 1e-6):
+        self.covariance = (
+            COVARIANCE_MODELS[covariance] if isinstance(covariance, str) else covariance
+        )
+        self.reg_covar = float(reg_covar)
+
+    # -- parameters ----------------------------------------------------------
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        """Free parameters: weights (K - 1), means (K d) and covariances."""
+        return (
+            n_components - 1
+            + n_components * n_features
+            + self.covariance.n_parameters(n_components, n_features)
+        )
+
+    def make_params(self, weights: np.ndarray, means: np.ndarray,
+                    covariances: np.ndarray) -> GaussianParams:
+        """Parameters from weights, means and covariances (factored here).
+
+        Raises :class:`~emix.families.covariance.SingularCovariance` when a
+        covariance is not positive definite.
+        """
+        cov_chol, prec_chol = self.covariance.factor(covariances)
+        return GaussianParams(
+            weights=np.asarray(weights, dtype=np.float64),
+            means=np.asarray(means, dtype=np.float64),
+            covariances=np.asarray(covariances, dtype=np.float64),
+            cov_chol=cov_chol,
+            prec_chol=prec_chol,
+        )
+
+    def _prepare(self, params: GaussianParams, dtype: np.dtype) -> Prepared:
+        key = np.dtype(dtype).str
+        prepared = params._prepared.get(key)
+        if prepared is None:
+            n_components, n_features = params.means.shape
+            # A central point subtracted before any matrix product, so that
+            # data far from the origin keep their digits.
+            shift = params.weights @ params.means
+            const = (
+                np.log(params.weights)
+                + self.covariance.log_det_prec_chol(params.prec_chol, n_components, n_features)
+                - 0.5 * n_features * _LOG_2PI
+            )
+            prepared = Prepared(
+                const=const.astype(dtype),
+                arrays=self.covariance.prepare(params.means, params.prec_chol, shift, dtype),
+            )
+            params._prepared[key] = prepared
+        return prepared
+
+    # -- E-step ----------------------------------------------------------------
+    def _posterior(self, params: GaussianParams, X: np.ndarray, workspace: Any):
+        """Responsibilities (m, K), log p(x) (m,), whitened residuals and their
+        squared norms, all in ``X.dtype`` and in workspace buffers."""
+        m = X.shape[0]
+        n_components, n_features = params.means.shape
+        dtype = X.dtype
+        prepared = self._prepare(params, dtype)
+        whitened = workspace.array("whitened", (m, n_components, n_features), dtype)
+        self.covariance.whiten(X, prepared.arrays, whitened, workspace)
+        squared_norm = workspace.array("squared_norm", (m, n_components), dtype)
+        np.einsum("mkd,mkd->mk", whitened, whitened, out=squared_norm)
+        resp = workspace.array("resp", (m, n_components), dtype)
+        np.multiply(squared_norm, -0.5, out=resp)
+        resp += prepared.const
+        # log-sum-exp with the max-shift done by hand (much faster than
+        # scipy's), then the exponentials in place.
+        row_max = resp.max(axis=1)
+        if not np.all(np.isfinite(row_max)):
+            raise NumericalError(
+                "a sample is so far from every component that its squared "
+                "distance overflows; rescale the data (e.g. standardise each "
+                "column) so that its range fits in floating point"
+            )
+        resp -= row_max[:, None]
+        np.exp(resp, out=resp)
+        row_sum = resp.sum(axis=1)
+        resp /= row_sum[:, None]
+        log_norm = np.log(row_sum)
+        log_norm += row_max
+        return resp, log_norm, whitened, squared_norm
+
+    def e_step(self, params: GaussianParams, X: np.ndarray, weights: np.ndarray | None,
+               workspace: Any) -> GaussianStats:
+        """Statistics of the rows ``X`` (frequency ``weights``) under ``params``."""
+        resp, log_norm, whitened, squared_norm = self._posterior(params, X, workspace)
+        if weights is None:
+            log_likelihood = float(np.sum(log_norm, dtype=np.float64))
+            total_weight = float(X.shape[0])
+        else:
+            log_likelihood = float(np.dot(weights, log_norm.astype(np.float64, copy=False)))
+            total_weight = float(weights.sum())
+            resp *= weights.astype(resp.dtype, copy=False)[:, None]
+        first, second = self._whitened_moments(whitened, squared_norm, resp, workspace)
+        first, second = self.covariance.unwhiten(first, second, params.cov_chol)
+        return GaussianStats(
+            shift=params.means,
+            resp_weight=resp.sum(axis=0, dtype=np.float64),
+            first=first,
+            second=second,
+            log_likelihood=log_likelihood,
+            total_weight=total_weight,
+            n_samples=X.shape[0],
+        )
+
+    def _whitened_moments(self, whitened, squared_norm, rw, workspace):
+        first = np.einsum("mk,mkd->kd", rw, whitened).astype(np.float64, copy=False)
+        second = self.covariance.whitened_second_moment(whitened, squared_norm, rw, workspace)
+        return first, second
+
+    def assignment_stats(self, shift: np.ndarray, X: np.ndarray, weights: np.ndarray | None,
+                         resp: np.ndarray, workspace: Any) -> GaussianStats:
+        """Statistics of given responsibilities (m, K) about ``shift`` (K, d).
+
+        Used to initialise from hard labels or random responsibilities.
+        """
+        m, n_features = X.shape
+        n_components = shift.shape[0]
+        residual = workspace.array("whitened", (m, n_components, n_features), X.dtype)
+        np.subtract(X[:, None, :], shift.astype(X.dtype)[None], out=residual)
+        squared_norm = workspace.array("squared_norm", (m, n_components), X.dtype)
+        np.einsum("mkd,mkd->mk", residual, residual, out=squared_norm)
+        rw = resp.astype(X.dtype, copy=True)
+        if weights is not None:
+            rw *= weights.astype(X.dtype, copy=False)[:, None]
+        first, second = self._whitened_moments(residual, squared_norm, rw, workspace)
+        return GaussianStats(
+            shift=shift,
+            resp_weight=rw.sum(axis=0, dtype=np.float64),
+            first=first,
+            second=second,
+            log_likelihood=0.0,
+            total_weight=float(m if weights is None else weights.sum()),
+            n_samples=m,
+        )
+
+    def log_density(self, params: GaussianParams, X: np.ndarray, workspace: Any) -> np.ndarray:
+        """log p(x_i) under the mixture, (m,), a fresh array in ``X.dtype``."""
+        return self._posterior(params, X, workspace)[1].copy()
+
+    def responsibilities(self, params: GaussianParams, X: np.ndarray,
+                         workspace: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(p(z=k | x_i), log p(x_i))`` as fresh arrays in ``X.dtype``."""
+        resp, log_norm, _, _ = self._posterior(params, X, workspace)
+        return resp.copy(), log_norm.copy()
+
+    # -- M-step ------------------------------------------------------------------
+    def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, MStepReport]:
+        """New parameters from statistics, with collapsed components floored.
+
+        A component has *vanished* when its share of the weight is below
+        ``VANISHED_FRACTION``; it is *singular* when its covariance, relative
+        to the data's covariance, has a variance ratio below
+        ``COLLAPSE_RATIO`` in some direction in which the data vary.  Both are
+        repaired here (vanished: old mean, the data's covariance; singular:
+        ``FLOOR_FRACTION`` of the data's covariance added) so that the
+        parameters are always usable; the caller's policy decides whether to
+        reseed instead, or to raise.
+        """
+        model = self.covariance
+        resp_weight = stats.resp_weight
+        total = float(resp_weight.sum())
+        vanished = resp_weight <= VANISHED_FRACTION * total
+        safe_weight = np.where(vanished, 1.0, resp_weight)
+        delta = stats.first / safe_weight[:, None]
+        delta[vanished] = 0.0
+        means = stats.shift + delta
+        empirical = model.empirical(safe_weight, delta, np.asarray(stats.second), total)
+        kept_weight = np.where(vanished, 0.0, resp_weight)
+        total_cov = model.total_covariance(kept_weight, means, empirical)
+        ratio = model.collapse_ratio(empirical, total_cov)
+
+        report = MStepReport(total_covariance=total_cov,
+                             feature_variance=_diagonal(total_cov, means.shape[1]))
+        report.vanished = [int(k) for k in np.flatnonzero(vanished)]
+        if model.per_component:
+            singular = np.flatnonzero((ratio < COLLAPSE_RATIO) & ~vanished)
+            report.singular = [int(k) for k in singular]
+            if report.vanished:
+                empirical = model.replace_with_total(empirical, np.asarray(report.vanished),
+                                                     total_cov)
+        else:
+            singular = np.flatnonzero(ratio < COLLAPSE_RATIO)
+            report.singular = [-1] if singular.size else []
+        if report.singular:
+            empirical = model.add_scaled_total(empirical, singular, total_cov, FLOOR_FRACTION)
+
+        weights = np.maximum(resp_weight / total, np.finfo(np.float64).tiny)
+        weights /= weights.sum()
+        covariances = model.regularise(empirical, self.reg_covar)
+        return self._factor_or_explain(weights, means, covariances), report
+
+    def reseed(self, params: GaussianParams, components: list[int], points: np.ndarray,
+               report: MStepReport) -> GaussianParams:
+        """Move ``components`` onto ``points`` with the data's covariance and a
+        fair share of the weight (1/K), renormalising the others."""
+        index = np.asarray(components)
+        means = params.means.copy()
+        means[index] = points
+        weights = params.weights.copy()
+        weights[index] = 1.0 / params.n_components
+        weights /= weights.sum()
+        model = self.covariance
+        total = report.total_covariance
+        covariances = model.replace_with_total(
+            params.covariances, index, model.regularise(total[None], self.reg_covar)[0]
+            if model.per_component else total,
+        )
+        return self._factor_or_explain(weights, means, covariances)
+
+    def _factor_or_explain(self, weights, means, covariances) -> GaussianParams:
+        if not (np.all(np.isfinite(means)) and np.all(np.isfinite(covariances))):
+            raise NumericalError(
+                "the M-step produced non-finite means or covariances; the data's "
+                "scale is beyond floating point: rescale the columns"
+            )
+        try:
+            return self.make_params(weights, means, covariances)
+        except SingularCovariance as exc:
+            which = ("the shared covariance" if not self.covariance.per_component
+                     else f"component(s) {exc.components}")
+            raise DegenerateComponentError(
+                f"the covariance of {which} is singular even after repair: the data "
+                f"have no variance in some direction (a constant or collinear column, "
+                f"or all samples identical) and reg_covar={self.reg_covar:g} adds "
+                "nothing there. Set reg_covar > 0 (e.g. 1e-6 times the data's "
+                "variance) or drop the constant/collinear columns."
+            ) from None
+
+
+def _diagonal(covariance: np.ndarray, n_features: int) -> np.ndarray:
+    if covariance.ndim == 2:
+        return np.diagonal(covariance).copy()
+    if covariance.ndim == 1:
+        return covariance.copy()
+    return np.full(n_features, float(covariance))

@@ -1,0 +1,1 @@
+"""Reading and writing: model files (never pickle) and data tables."""

@@ -1,0 +1,558 @@
+"""``GaussianMixture``: scikit-learn's estimator, made not to fail.
+
+The public API and semantics are scikit-learn's (``sklearn.mixture
+.GaussianMixture``) so that code, pipelines and ``clone`` work unchanged.
+Where emix differs on purpose:
+
+- ``lower_bound_`` is the log-likelihood of the *returned* parameters
+  (scikit-learn reports that of the parameters one M-step earlier), and
+  ``lower_bounds_`` holds it after 0, 1, ..., ``n_iter_`` M-steps.
+- Convergence is one of ``converged`` / ``max_iter`` / ``diverged``
+  (``convergence_state_``); on divergence the best parameters seen are kept.
+- ``fit`` takes frequency weights (``sample_weight``): a weight of 2 is the
+  row twice, in initialisation, EM, ``score`` and the criteria.
+- A collapsing component is reseeded, floored or reported as an error
+  (``on_collapse``), never left to produce NaN; ``collapses_`` lists what
+  happened.
+- 1-D input is one feature; integer input becomes float64; float32 input
+  gives float32 attributes and outputs, with statistics summed in float64.
+- The E-step runs over chunks of rows (``chunk_size``), so memory does not
+  grow with n_samples x n_components x n_features.
+- ``'k-means++'`` and ``'random_from_data'`` start from the chosen centres
+  with hard assignments of all rows (respectively the data's covariance),
+  not from covariances equal to ``reg_covar``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.special import xlogy
+
+from . import _validation as check
+from .em.engine import COLLAPSE_POLICIES, Progress, run_restarts
+from .em.init import INIT_METHODS, SAMPLE_ROWS, distinct_rows, initial_params
+from .em.monitor import CONVERGED, DIVERGED
+from .exceptions import (
+    ComponentCollapseWarning,
+    ConvergenceWarning,
+    DataWarning,
+    InvalidInputError,
+    not_fitted,
+)
+from .execution.memory import InMemoryData, default_chunk_rows
+from .families.covariance import COVARIANCE_MODELS
+from .families.gaussian import GaussianFamily, GaussianParams
+
+logger = logging.getLogger("emix")
+
+_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+class GaussianMixture:
+    """Gaussian mixture model fitted by Expectation-Maximization.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components K.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        Structure of the covariances: one full matrix per component, one
+        full matrix shared by all, one variance per feature and component,
+        or one variance per component.
+    tol : float, default=1e-3
+        EM stops (``converged``) when the per-sample log-likelihood changes
+        by less than this between two iterations.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance, in the data's units.
+    max_iter : int, default=100
+        Most EM iterations (M-steps) per initialisation.
+    n_init : int, default=1
+        Initialisations to run; the fit with the highest log-likelihood wins.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How to start: k-means clustering, k-means++ seeds ('kmeans++' is
+        accepted too), random responsibilities, or random rows as means.
+    weights_init : array of shape (K,), optional
+    means_init : array of shape (K, d), optional
+    precisions_init : array, optional
+        Initial precisions (inverse covariances) in the covariance
+        structure's shape: (K, d, d) full, (d, d) tied, (K, d) diag, (K,)
+        spherical.  Whatever is given replaces that part of ``init_params``.
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds initialisation and :meth:`sample`; the same seed gives the same fit.
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current parameters (``n_init`` is
+        then 1).
+    verbose : int, default=0
+        1 logs each initialisation; 2 also logs every ``verbose_interval``
+        iterations.  Messages go to the ``"emix"`` logger (to stderr if
+        logging is not configured).
+    verbose_interval : int, default=10
+    on_collapse : {'reseed', 'floor', 'raise'}, default='reseed'
+        What to do when a component collapses (its weight vanishes, or its
+        covariance becomes singular: a variance below 1e-12 of the data's in
+        some direction).  'reseed' moves it onto the row the model explains
+        worst, with the data's covariance (at most K times per
+        initialisation, then 'floor'); 'floor' keeps it and adds 1e-4 of
+        the data's covariance to its own; 'raise' stops with
+        :class:`~emix.exceptions.DegenerateComponentError`.  Repairs are
+        listed in ``collapses_`` and reported by a
+        :class:`~emix.exceptions.ComponentCollapseWarning`.
+    chunk_size : int, optional
+        Rows per E-step chunk; by default chosen so that the largest
+        temporary (rows x K x d) takes 8 MB.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, d)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        In the covariance structure's shape; ``precisions_cholesky_`` is
+        upper triangular with ``precisions_ = P @ P.T``.
+    converged_ : bool
+    convergence_state_ : {'converged', 'max_iter', 'diverged'}
+    n_iter_ : int
+        M-steps of the best initialisation.
+    lower_bound_ : float
+        Per-sample (weighted mean) log-likelihood of the fitted parameters.
+    lower_bounds_ : list of float
+        The same after 0, 1, ..., ``n_iter_`` M-steps.
+    collapses_ : list of Collapse
+        Components repaired during the best initialisation.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` was a data frame with string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emix import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-2, 1, 500), rng.normal(3, 0.5, 500)])
+    >>> gm = GaussianMixture(2, random_state=0).fit(X)
+    >>> np.round(np.sort(gm.means_.ravel()), 1)
+    array([-2. ,  3. ])
+    """
+
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
+                 tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
+                 n_init: int = 1, init_params: str = "kmeans", weights_init: Any = None,
+                 means_init: Any = None, precisions_init: Any = None, random_state: Any = None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 on_collapse: str = "reseed", chunk_size: int | None = None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.on_collapse = on_collapse
+        self.chunk_size = chunk_size
+
+    # -- scikit-learn's estimator contract -----------------------------------------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> GaussianMixture:
+        """Set constructor parameters; unknown names raise."""
+        valid = set(self._get_param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise InvalidInputError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {name: p.default for name, p in
+                    inspect.signature(type(self).__init__).parameters.items()}
+        shown = []
+        for name, value in self.get_params().items():
+            default = defaults[name]
+            if value is default or (not isinstance(value, np.ndarray)
+                                    and not isinstance(default, np.ndarray)
+                                    and _same(value, default)):
+                continue
+            shown.append(f"{name}={value!r}" if name != "n_components" else repr(value))
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __sklearn_tags__(self):
+        # Only scikit-learn calls this, so scikit-learn is importable here;
+        # emix itself does not depend on it.
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        # one_d_array stays False: in scikit-learn it means "only 1-D input".
+        return Tags(estimator_type="density_estimator",
+                    target_tags=TargetTags(required=False), input_tags=InputTags())
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return all(hasattr(self, name) for name in _FITTED)
+
+    # -- fitting -----------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> GaussianMixture:
+        """Estimate the parameters by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples,)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights (>= 0, not all zero).
+
+        Returns
+        -------
+        self
+        """
+        settings = self._check_settings()
+        names = check.feature_names_of(X)
+        X = check.as_float_array(X)
+        weights = check.check_sample_weight(sample_weight, X.shape[0])
+        n_components = settings["n_components"]
+        self._check_sample_count(X, weights, n_components)
+        family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
+        user_init = self._check_initial_parameters(family, n_components, X.shape[1])
+
+        chunk_rows = self.chunk_size or default_chunk_rows(n_components, X.shape[1],
+                                                          X.dtype.itemsize)
+        data = InMemoryData(X, weights, chunk_rows=chunk_rows)
+        rng = check.check_random_state(self.random_state)
+        sample = distinct_rows(*data.sample(SAMPLE_ROWS, rng))
+
+        continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
+        if continuing:
+            self._check_n_features(X)
+            start = self._fitted_params(family)
+
+            def initialise(restart: int) -> GaussianParams:
+                return start
+        else:
+            def initialise(restart: int) -> GaussianParams:
+                if self.verbose:
+                    logger.info("initialisation %d of %d (%s)", restart + 1, n_init,
+                                settings["init_params"])
+                return initial_params(family, data, n_components, settings["init_params"],
+                                      rng, sample, **user_init)
+
+        n_init = 1 if continuing else settings["n_init"]
+        if self.verbose:
+            _ensure_log_handler()
+        result = run_restarts(family, data, initialise, n_init=n_init, tol=settings["tol"],
+                              max_iter=settings["max_iter"],
+                              on_collapse=settings["on_collapse"],
+                              reseed_pool=sample[0].astype(np.float64, copy=False),
+                              callback=self._log_progress if self.verbose >= 2 else None)
+        self._set_fitted(result, X.dtype, family, names, X.shape[1])
+        self._warn_about(result)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """Fit, then return the most probable component of each row."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def _check_settings(self) -> dict[str, Any]:
+        return {
+            "n_components": check.check_int("n_components", self.n_components, minimum=1),
+            "covariance_type": check.check_choice("covariance_type", self.covariance_type,
+                                                  COVARIANCE_MODELS),
+            "tol": check.check_float("tol", self.tol),
+            "reg_covar": check.check_float("reg_covar", self.reg_covar),
+            "max_iter": check.check_int("max_iter", self.max_iter, minimum=1),
+            "n_init": check.check_int("n_init", self.n_init, minimum=1),
+            "init_params": check.check_choice("init_params", self.init_params, INIT_METHODS),
+            "on_collapse": check.check_choice("on_collapse", self.on_collapse,
+                                              COLLAPSE_POLICIES),
+            "verbose": check.check_int("verbose", self.verbose, minimum=0),
+            "verbose_interval": check.check_int("verbose_interval", self.verbose_interval,
+                                                minimum=1),
+            "chunk_size": (None if self.chunk_size is None
+                           else check.check_int("chunk_size", self.chunk_size, minimum=1)),
+        }
+
+    @staticmethod
+    def _check_sample_count(X: np.ndarray, weights: np.ndarray | None,
+                            n_components: int) -> None:
+        n_samples = X.shape[0] if weights is None else int(np.count_nonzero(weights))
+        if n_samples < 2:
+            raise InvalidInputError(
+                f"n_samples={n_samples}: at least 2 samples (with positive weight) are "
+                "needed to estimate a covariance; pass more data."
+            )
+        if n_samples < n_components:
+            raise InvalidInputError(
+                f"n_samples={n_samples} is fewer than n_components={n_components}: each "
+                "component needs at least one sample. Lower n_components or pass more data."
+            )
+
+    def _check_initial_parameters(self, family: GaussianFamily, n_components: int,
+                                  n_features: int) -> dict[str, np.ndarray | None]:
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = _user_array("weights_init", self.weights_init, (n_components,))
+            if (weights < 0).any() or abs(weights.sum() - 1.0) > 1e-6:
+                raise InvalidInputError(
+                    f"weights_init must be non-negative and sum to 1; got sum "
+                    f"{weights.sum():.8g}. Normalise it: w / w.sum()."
+                )
+            weights = weights / weights.sum()
+        if self.means_init is not None:
+            means = _user_array("means_init", self.means_init, (n_components, n_features))
+        if self.precisions_init is not None:
+            shape = family.covariance.shape(n_components, n_features)
+            precisions = _user_array("precisions_init", self.precisions_init, shape)
+        return {"weights_init": weights, "means_init": means, "precisions_init": precisions}
+
+    def _set_fitted(self, result, dtype: np.dtype, family: GaussianFamily,
+                    names: np.ndarray | None, n_features: int) -> None:
+        params = result.params
+        self.weights_ = params.weights.astype(dtype)
+        self.means_ = params.means.astype(dtype)
+        self.covariances_ = params.covariances.astype(dtype)
+        self.precisions_cholesky_ = params.prec_chol.astype(dtype)
+        self.precisions_ = family.covariance.precisions(params.prec_chol).astype(dtype)
+        self.convergence_state_ = result.state
+        self.converged_ = result.state == CONVERGED
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = float(result.log_likelihood)
+        self.lower_bounds_ = list(result.history)
+        self.collapses_ = list(result.collapses)
+        self.n_features_in_ = n_features
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+
+    def _warn_about(self, result) -> None:
+        if result.state == DIVERGED:
+            warnings.warn(
+                f"EM diverged: the log-likelihood fell by more than rounding or "
+                f"reg_covar can explain (decreases at iterations "
+                f"{[i for i, _ in result.decreases][:5]}); the best parameters seen are "
+                "returned. Try another random_state, a larger reg_covar or fewer components.",
+                ConvergenceWarning, stacklevel=3)
+        elif result.state != CONVERGED:
+            change = (result.history[-1] - result.history[-2]
+                      if len(result.history) > 1 else float("nan"))
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations (last change "
+                f"of the log-likelihood {change:.3g}, tol={self.tol}). Increase max_iter "
+                "or tol, or check the data for degenerate structure.",
+                ConvergenceWarning, stacklevel=3)
+        if result.collapses:
+            shown = "; ".join(
+                f"{'shared covariance' if c.component < 0 else f'component {c.component}'} "
+                f"{c.reason} at iteration {c.iteration}, {c.action}"
+                for c in result.collapses[:5])
+            more = "" if len(result.collapses) <= 5 else f" (and {len(result.collapses) - 5} more)"
+            warnings.warn(
+                f"{len(result.collapses)} component collapse(s) repaired: {shown}{more}. "
+                "See collapses_; fewer n_components or a larger reg_covar may fit the data better.",
+                ComponentCollapseWarning, stacklevel=3)
+        report = result.first_report
+        if report is not None and report.feature_variance is not None:
+            variance = report.feature_variance
+            constant = np.flatnonzero(variance <= 0)
+            if constant.size:
+                warnings.warn(
+                    f"feature(s) {constant.tolist()} are constant: their variance in every "
+                    f"component is reg_covar={self.reg_covar:g}. Drop them if they carry "
+                    "no information.", DataWarning, stacklevel=3)
+            swamped = np.flatnonzero((variance > 0) & (variance < self.reg_covar))
+            if swamped.size:
+                warnings.warn(
+                    f"reg_covar={self.reg_covar:g} exceeds the variance of feature(s) "
+                    f"{swamped.tolist()[:10]} (smallest {variance[swamped].min():.3g}): the "
+                    "fitted covariances there reflect the regulariser, not the data. "
+                    "Standardise the data or lower reg_covar.", DataWarning, stacklevel=3)
+
+    def _log_progress(self, progress: Progress) -> None:
+        if progress.iteration % self.verbose_interval == 0 or progress.state != "running":
+            logger.info("init %d/%d iteration %d: log-likelihood %.10g (change %.3g, %.2fs) %s",
+                        progress.restart + 1, progress.n_restarts, progress.iteration,
+                        progress.log_likelihood, progress.change, progress.elapsed,
+                        progress.state)
+
+    # -- using a fitted model --------------------------------------------------------
+    def _fitted_params(self, family: GaussianFamily | None = None) -> GaussianParams:
+        """Parameters rebuilt from the public attributes, so that a model with
+        edited or loaded attributes predicts from exactly those."""
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+        family = family or GaussianFamily(self.covariance_type, self.reg_covar)
+        return family.make_params(np.asarray(self.weights_, dtype=np.float64),
+                                  np.asarray(self.means_, dtype=np.float64),
+                                  np.asarray(self.covariances_, dtype=np.float64))
+
+    def _data_for_prediction(self, X: Any) -> tuple[GaussianFamily, GaussianParams, InMemoryData]:
+        params = self._fitted_params()
+        family = GaussianFamily(self.covariance_type, self.reg_covar)
+        self._check_feature_names(X)
+        X = check.as_float_array(X)
+        self._check_n_features(X)
+        rows = self.chunk_size or default_chunk_rows(params.n_components, X.shape[1],
+                                                    X.dtype.itemsize)
+        return family, params, InMemoryData(X, chunk_rows=rows)
+
+    def _check_n_features(self, X: np.ndarray) -> None:
+        if X.shape[1] != self.n_features_in_:
+            hint = ""
+            if X.shape[1] == 1:
+                hint = (" (1-D input is read as one feature per sample; "
+                        "Reshape your data with X.reshape(1, -1) if it is a single sample)")
+            raise InvalidInputError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input{hint}."
+            )
+
+    def _check_feature_names(self, X: Any) -> None:
+        fitted = getattr(self, "feature_names_in_", None)
+        given = check.feature_names_of(X)
+        name = type(self).__name__
+        if fitted is None and given is not None:
+            warnings.warn(f"X has feature names, but {name} was fitted without feature names",
+                          UserWarning, stacklevel=3)
+        elif fitted is not None and given is None:
+            warnings.warn(f"X does not have valid feature names, but {name} was fitted with "
+                          "feature names", UserWarning, stacklevel=3)
+        elif fitted is not None and (len(fitted) != len(given) or np.any(fitted != given)):
+            raise InvalidInputError(
+                "The feature names should match those that were passed during fit. "
+                f"Fitted with {list(fitted)[:10]}, got {list(given)[:10]}."
+            )
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log-density ``log p(x_i)`` of each row, shape (n_samples,)."""
+        family, params, data = self._data_for_prediction(X)
+        out = np.empty(data.n_samples, dtype=data.dtype)
+        return data.map_rows(lambda chunk, ws: family.log_density(params, chunk, ws), out)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior probability of each component, shape (n_samples, K)."""
+        family, params, data = self._data_for_prediction(X)
+        out = np.empty((data.n_samples, params.n_components), dtype=data.dtype)
+        return data.map_rows(
+            lambda chunk, ws: family.responsibilities(params, chunk, ws)[0], out)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable component of each row, shape (n_samples,)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Per-sample (weighted mean) log-likelihood of ``X``."""
+        log_density = self.score_samples(X).astype(np.float64)
+        weights = check.check_sample_weight(sample_weight, log_density.shape[0])
+        if weights is None:
+            return float(log_density.mean())
+        return float(weights @ log_density / weights.sum())
+
+    def _n_parameters(self) -> int:
+        """Free parameters of the fitted model (for BIC and AIC)."""
+        n_components, n_features = np.shape(self.means_)
+        family = GaussianFamily(self.covariance_type, self.reg_covar)
+        return family.n_parameters(n_components, n_features)
+
+    def _total_log_likelihood(self, X: Any, sample_weight: Any) -> tuple[float, float]:
+        log_density = self.score_samples(X).astype(np.float64)
+        weights = check.check_sample_weight(sample_weight, log_density.shape[0])
+        if weights is None:
+            return float(log_density.sum()), float(log_density.shape[0])
+        return float(weights @ log_density), float(weights.sum())
+
+    def bic(self, X: Any, sample_weight: Any = None) -> float:
+        """Bayesian information criterion, ``-2 log L + p log n``; lower is better."""
+        log_likelihood, n = self._total_log_likelihood(X, sample_weight)
+        return -2.0 * log_likelihood + self._n_parameters() * np.log(n)
+
+    def aic(self, X: Any, sample_weight: Any = None) -> float:
+        """Akaike information criterion, ``-2 log L + 2 p``; lower is better."""
+        log_likelihood, _ = self._total_log_likelihood(X, sample_weight)
+        return -2.0 * log_likelihood + 2.0 * self._n_parameters()
+
+    def icl(self, X: Any, sample_weight: Any = None) -> float:
+        """Integrated completed likelihood, BIC plus twice the entropy of the
+        classification (Biernacki, Celeux & Govaert, 2000); lower is better.
+
+        ``ICL = BIC + 2 sum_i w_i sum_k -r_ik log r_ik``; mclust reports
+        the negative of this (higher is better).
+        """
+        resp = self.predict_proba(X).astype(np.float64)
+        weights = check.check_sample_weight(sample_weight, resp.shape[0])
+        entropy = -xlogy(resp, resp).sum(axis=1)
+        entropy_total = float(entropy.sum() if weights is None else weights @ entropy)
+        return self.bic(X, sample_weight) + 2.0 * entropy_total
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw from the fitted mixture.
+
+        Returns ``(X, y)``: samples (n_samples, d), grouped by component, and
+        the component each came from.  Uses ``random_state``, so an int seed
+        gives the same draw each call (as scikit-learn).
+        """
+        params = self._fitted_params()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
+                or n_samples < 1:
+            raise InvalidInputError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
+                "least one sample."
+            )
+        rng = check.check_random_state(self.random_state)
+        counts = rng.multinomial(int(n_samples), params.weights / params.weights.sum())
+        model = COVARIANCE_MODELS[self.covariance_type]
+        draws = [model.draw(rng, params.means[k], params.cov_chol, k, int(count))
+                 for k, count in enumerate(counts)]
+        labels = np.repeat(np.arange(params.n_components), counts)
+        return np.vstack(draws).astype(np.asarray(self.means_).dtype), labels
+
+
+def _user_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        array = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be an array of numbers ({exc}).") from None
+    if array.shape != shape:
+        raise InvalidInputError(
+            f"{name} must have shape {shape} for these data and settings; got {array.shape}."
+        )
+    if not np.all(np.isfinite(array)):
+        raise InvalidInputError(f"{name} contains NaN or inf; pass finite values.")
+    return array
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _ensure_log_handler() -> None:
+    """Make ``verbose`` visible when the application configured no logging."""
+    root = logging.getLogger()
+    if not logger.handlers and not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("emix: %(message)s"))
+        logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
