@@ -95,9 +95,9 @@ class GaussianMixture:
     on_collapse : {'reseed', 'floor', 'raise'}, default='reseed'
         What to do when a component collapses (its weight vanishes, or its
         covariance becomes singular: a variance below 1e-12 of the data's in
-        some direction).  'reseed' moves it onto the row the model explains
-        worst, with the data's covariance (at most K times per
-        initialisation, then 'floor'); 'floor' keeps it and adds 1e-4 of
+        some direction).  'reseed' splits the heaviest healthy component in
+        two along its principal axis and gives it one half (at most K times
+        per initialisation, then 'floor'); 'floor' keeps it and adds 1e-4 of
         the data's covariance to its own; 'raise' stops with
         :class:`~emix.exceptions.DegenerateComponentError`.  Repairs are
         listed in ``collapses_`` and reported by a
@@ -259,10 +259,10 @@ class GaussianMixture:
         result = run_restarts(family, data, initialise, n_init=n_init, tol=settings["tol"],
                               max_iter=settings["max_iter"],
                               on_collapse=settings["on_collapse"],
-                              reseed_pool=sample[0].astype(np.float64, copy=False),
                               callback=self._log_progress if self.verbose >= 2 else None)
         self._set_fitted(result, X.dtype, family, names, X.shape[1])
         self._warn_about(result)
+        self._warn_about_features(*sample)
         return self
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
@@ -367,22 +367,25 @@ class GaussianMixture:
                 f"{len(result.collapses)} component collapse(s) repaired: {shown}{more}. "
                 "See collapses_; fewer n_components or a larger reg_covar may fit the data better.",
                 ComponentCollapseWarning, stacklevel=3)
-        report = result.first_report
-        if report is not None and report.feature_variance is not None:
-            variance = report.feature_variance
-            constant = np.flatnonzero(variance <= 0)
-            if constant.size:
-                warnings.warn(
-                    f"feature(s) {constant.tolist()} are constant: their variance in every "
-                    f"component is reg_covar={self.reg_covar:g}. Drop them if they carry "
-                    "no information.", DataWarning, stacklevel=3)
-            swamped = np.flatnonzero((variance > 0) & (variance < self.reg_covar))
-            if swamped.size:
-                warnings.warn(
-                    f"reg_covar={self.reg_covar:g} exceeds the variance of feature(s) "
-                    f"{swamped.tolist()[:10]} (smallest {variance[swamped].min():.3g}): the "
-                    "fitted covariances there reflect the regulariser, not the data. "
-                    "Standardise the data or lower reg_covar.", DataWarning, stacklevel=3)
+
+    def _warn_about_features(self, X: np.ndarray, weights: np.ndarray) -> None:
+        """Warn about columns without variance, or with less than reg_covar
+        (judged on the initialisation's sample of rows)."""
+        centre = weights @ X / weights.sum()
+        variance = weights @ (X - centre) ** 2 / weights.sum()
+        constant = np.flatnonzero(variance <= 0)
+        if constant.size:
+            warnings.warn(
+                f"feature(s) {constant.tolist()[:10]} are constant: their variance in every "
+                f"component is reg_covar={self.reg_covar:g}. Drop them if they carry no "
+                "information.", DataWarning, stacklevel=3)
+        swamped = np.flatnonzero((variance > 0) & (variance < self.reg_covar))
+        if swamped.size:
+            warnings.warn(
+                f"reg_covar={self.reg_covar:g} exceeds the variance of feature(s) "
+                f"{swamped.tolist()[:10]} (smallest {variance[swamped].min():.3g}): the "
+                "fitted covariances there reflect the regulariser, not the data. "
+                "Standardise the data or lower reg_covar.", DataWarning, stacklevel=3)
 
     def _log_progress(self, progress: Progress) -> None:
         if progress.iteration % self.verbose_interval == 0 or progress.state != "running":

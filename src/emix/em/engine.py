@@ -1,9 +1,9 @@
 """The EM loop: E-step mapped over the data, statistics summed, M-step, monitor.
 
 Nothing here knows about covariance structures, chunks or clusters: the
-family supplies ``e_step`` / ``m_step`` / ``reseed``, the data object
-supplies ``map_reduce`` and a bounded ``sample``, and every back-end (in
-memory, chunked files, Dask) runs this same loop.
+family supplies ``e_step`` / ``m_step`` / ``split``, the data object
+supplies ``map_reduce``, and every back-end (in memory, chunked files,
+Dask) runs this same loop.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-
-import numpy as np
 
 from ..exceptions import DegenerateComponentError
 from ..families.base import Collapse, MStepReport
@@ -50,7 +48,6 @@ class EMResult:
     collapses: list[Collapse] = field(default_factory=list)
     decreases: list[tuple[int, float]] = field(default_factory=list)
     restart: int = 0
-    first_report: MStepReport | None = None
 
     @property
     def n_iter(self) -> int:
@@ -58,7 +55,7 @@ class EMResult:
 
 
 def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
-           on_collapse: str = "reseed", reseed_pool: np.ndarray | None = None,
+           on_collapse: str = "reseed",
            callback: Callable[[Progress], None] | None = None,
            restart: int = 0, n_restarts: int = 1) -> EMResult:
     """Run EM from ``params`` until convergence, ``max_iter`` or divergence."""
@@ -70,20 +67,26 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
     best = (log_likelihood, params)
     collapses: list[Collapse] = []
     reseeds_left = params.n_components
-    first_report = None
+    floored: set[int] = set()  # components kept floored at the last M-step
     _notify(callback, restart, n_restarts, monitor, started)
 
     while monitor.state == RUNNING:
         iteration = monitor.n_iter + 1
         new_params, report = family.m_step(stats)
-        first_report = first_report or report
-        fresh_start = False
+        events: list[Collapse] = []
         if report.collapsed:
-            new_params, events = _repair(family, params, new_params, report, on_collapse,
-                                         reseeds_left, reseed_pool, iteration)
-            fresh_start = any(event.action == "reseeded" for event in events)
-            reseeds_left -= sum(event.action == "reseeded" for event in events)
-            collapses.extend(events)
+            new_params, events = _repair(family, new_params, report, on_collapse,
+                                         reseeds_left, iteration)
+        # A floor that stays from one M-step to the next is a fixed
+        # regulariser; a new floor or a reseed changes the parameters
+        # discontinuously, so that iteration is a fresh start, neither
+        # progress nor divergence.
+        new_events = [event for event in events
+                      if event.action == "reseeded" or event.component not in floored]
+        floored = {event.component for event in events if event.action == "floored"}
+        reseeds_left -= sum(event.action == "reseeded" for event in new_events)
+        collapses.extend(new_events)
+        fresh_start = bool(new_events)
         params = new_params
         stats = data.map_reduce(partial(family.e_step, params))
         log_likelihood = stats.log_likelihood / stats.total_weight
@@ -96,7 +99,7 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
         log_likelihood, params = best
     return EMResult(params=params, log_likelihood=log_likelihood, state=monitor.state,
                     history=monitor.history, collapses=collapses,
-                    decreases=monitor.decreases, restart=restart, first_report=first_report)
+                    decreases=monitor.decreases, restart=restart)
 
 
 def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_init: int,
@@ -115,13 +118,15 @@ def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_
     return best
 
 
-def _repair(family, old_params, params, report: MStepReport, policy: str, reseeds_left: int,
-            pool: np.ndarray | None, iteration: int) -> tuple[Any, list[Collapse]]:
+def _repair(family, params, report: MStepReport, policy: str, reseeds_left: int,
+            iteration: int) -> tuple[Any, list[Collapse]]:
     """Apply the collapse policy to the components the M-step flagged.
 
-    The M-step already floored them; "reseed" moves per-component collapses
-    onto the rows the old model explained worst, while the budget (one
-    reseed per component per run) lasts.
+    The M-step already floored them.  "reseed" instead splits the heaviest
+    healthy component in two along its principal axis and gives one half to
+    the collapsed component, while the budget (K reseeds per run) lasts.  A
+    split, unlike a restart at the worst-explained row, cannot land the
+    component back on the outlier it collapsed onto.
     """
     reasons = {k: "vanished" for k in report.vanished}
     reasons.update({k: "singular" for k in report.singular})
@@ -135,30 +140,18 @@ def _repair(family, old_params, params, report: MStepReport, policy: str, reseed
             "on_collapse='reseed' (the default) or 'floor' to repair it, fewer "
             "n_components, a larger reg_covar, or another random_state."
         )
-    reseedable = [k for k in sorted(reasons) if k >= 0]
-    if policy == "reseed" and reseedable and pool is not None and reseeds_left >= len(reseedable):
-        points = _worst_explained(family, old_params, pool, len(reseedable))
-        if points.shape[0] == len(reseedable):
-            params = family.reseed(params, reseedable, points, report)
-            events = [Collapse(iteration, k, reasons[k], "reseeded") for k in reseedable]
-            events += [Collapse(iteration, k, reasons[k], "floored") for k in reasons if k < 0]
-            return params, events
-    return params, [Collapse(iteration, k, reasons[k], "floored") for k in sorted(reasons)]
-
-
-def _worst_explained(family, params, pool: np.ndarray, count: int) -> np.ndarray:
-    """The ``count`` distinct rows of ``pool`` with the lowest log-density."""
-    from ..execution.workspace import Workspace
-
-    order = np.argsort(family.log_density(params, pool, Workspace()), kind="stable")
-    chosen: list[np.ndarray] = []
-    for row in order:
-        point = pool[row]
-        if not any(np.array_equal(point, other) for other in chosen):
-            chosen.append(point)
-            if len(chosen) == count:
-                break
-    return np.asarray(chosen, dtype=np.float64).reshape(len(chosen), pool.shape[1])
+    events = []
+    collapsed = [k for k in sorted(reasons) if k >= 0]
+    healthy = [k for k in range(params.n_components) if k not in reasons]
+    if policy == "reseed" and collapsed and healthy and reseeds_left >= len(collapsed):
+        for k in collapsed:
+            donor = max(healthy, key=lambda j: params.weights[j])
+            params = family.split(params, donor=donor, target=k)
+            events.append(Collapse(iteration, k, reasons[k], "reseeded"))
+    done = {event.component for event in events}
+    events += [Collapse(iteration, k, reasons[k], "floored") for k in sorted(reasons)
+               if k not in done]
+    return params, events
 
 
 def _notify(callback, restart, n_restarts, monitor: ConvergenceMonitor, started: float) -> None:

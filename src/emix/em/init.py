@@ -187,10 +187,13 @@ def _covariances_from_user(family: GaussianFamily, precisions: np.ndarray) -> np
 
 def _data_covariance(family: GaussianFamily, X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The (weighted) covariance of ``X`` in one component's shape of the
-    family's structure: the M-step of a single component."""
+    family's structure, from the statistics of a single component."""
     centre = (w @ X / w.sum())[None]
     stats = family.assignment_stats(centre, X, w, np.ones((X.shape[0], 1)), Workspace())
-    return family.m_step(stats)[1].total_covariance
+    model = family.covariance
+    delta = stats.first / stats.resp_weight[:, None]
+    empirical = model.empirical(stats.resp_weight, delta, stats.second, stats.total_weight)
+    return model.total_covariance(stats.resp_weight, centre + delta, empirical)
 
 
 def _draw_rows_without_replacement(weights: np.ndarray, count: int,

@@ -44,11 +44,6 @@ class MStepReport:
     #: before any repair; -1 stands for a shared covariance.
     vanished: list[int] = field(default_factory=list)
     singular: list[int] = field(default_factory=list)
-    #: The data's covariance implied by the statistics (for reseeding), in
-    #: one component's shape.
-    total_covariance: np.ndarray | None = None
-    #: The data's variance per feature (diagonal of the above).
-    feature_variance: np.ndarray | None = None
 
     @property
     def collapsed(self) -> list[int]:
@@ -63,7 +58,6 @@ class Family(Protocol):
 
     def m_step(self, stats: Any) -> tuple[Any, MStepReport]: ...
 
-    def reseed(self, params: Any, components: list[int], points: np.ndarray,
-               report: MStepReport) -> Any: ...
+    def split(self, params: Any, *, donor: int, target: int) -> Any: ...
 
     def log_density(self, params: Any, X: np.ndarray, workspace: Any) -> np.ndarray: ...

@@ -278,7 +278,7 @@ class GaussianFamily:
         repaired here (vanished: old mean, the data's covariance; singular:
         ``FLOOR_FRACTION`` of the data's covariance added) so that the
         parameters are always usable; the caller's policy decides whether to
-        reseed instead, or to raise.
+        split another component into it instead, or to raise.
         """
         model = self.covariance
         resp_weight = stats.resp_weight
@@ -293,9 +293,7 @@ class GaussianFamily:
         total_cov = model.total_covariance(kept_weight, means, empirical)
         ratio = model.collapse_ratio(empirical, total_cov)
 
-        report = MStepReport(total_covariance=total_cov,
-                             feature_variance=_diagonal(total_cov, means.shape[1]))
-        report.vanished = [int(k) for k in np.flatnonzero(vanished)]
+        report = MStepReport(vanished=[int(k) for k in np.flatnonzero(vanished)])
         if model.per_component:
             singular = np.flatnonzero((ratio < COLLAPSE_RATIO) & ~vanished)
             report.singular = [int(k) for k in singular]
@@ -313,22 +311,24 @@ class GaussianFamily:
         covariances = model.regularise(empirical, self.reg_covar)
         return self._factor_or_explain(weights, means, covariances), report
 
-    def reseed(self, params: GaussianParams, components: list[int], points: np.ndarray,
-               report: MStepReport) -> GaussianParams:
-        """Move ``components`` onto ``points`` with the data's covariance and a
-        fair share of the weight (1/K), renormalising the others."""
-        index = np.asarray(components)
-        means = params.means.copy()
-        means[index] = points
-        weights = params.weights.copy()
-        weights[index] = 1.0 / params.n_components
-        weights /= weights.sum()
+    def split(self, params: GaussianParams, *, donor: int, target: int) -> GaussianParams:
+        """Give half of component ``donor`` to component ``target``.
+
+        The target takes the donor's covariance and half its weight, with its
+        mean one standard deviation away along the donor's principal axis.
+        """
         model = self.covariance
-        total = report.total_covariance
-        covariances = model.replace_with_total(
-            params.covariances, index, model.regularise(total[None], self.reg_covar)[0]
-            if model.per_component else total,
-        )
+        n_components, n_features = params.means.shape
+        covariance = model.full_matrices(params.covariances, n_components, n_features)[donor]
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        means = params.means.copy()
+        means[target] = means[donor] + np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
+        weights = params.weights.copy()
+        weights[donor] = weights[target] = 0.5 * params.weights[donor] + 0.5 * weights[target]
+        weights /= weights.sum()
+        covariances = params.covariances.copy()
+        if model.per_component:
+            covariances[target] = covariances[donor]
         return self._factor_or_explain(weights, means, covariances)
 
     def _factor_or_explain(self, weights, means, covariances) -> GaussianParams:
@@ -350,10 +350,3 @@ class GaussianFamily:
                 "variance) or drop the constant/collinear columns."
             ) from None
 
-
-def _diagonal(covariance: np.ndarray, n_features: int) -> np.ndarray:
-    if covariance.ndim == 2:
-        return np.diagonal(covariance).copy()
-    if covariance.ndim == 1:
-        return covariance.copy()
-    return np.full(n_features, float(covariance))

@@ -1,0 +1,228 @@
+"""Data that break naive EM: finite, warned results or clear errors, never NaN."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from emix import (
+    ComponentCollapseWarning,
+    DataWarning,
+    DegenerateComponentError,
+    GaussianMixture,
+)
+
+from conftest import COVARIANCE_TYPES, assert_finite_fit, blobs, fixed_init, identity_precisions
+
+
+def _fit(X, n_components, covariance_type, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianMixture(n_components, covariance_type=covariance_type,
+                               random_state=0, **options).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_offset_of_1e8_keeps_variances_to_1e6(covariance_type):
+    X, labels = blobs(3000, 2, 2, seed=11, spread=3.0, return_labels=True)
+    init = fixed_init(X, 2, covariance_type, 0, labels)
+    options = dict(max_iter=20, tol=0.0)
+    base = _fit(X, 2, covariance_type, **init, **options)
+    shifted_init = dict(init, means_init=init["means_init"] + 1e8)
+    shifted = _fit(X + 1e8, 2, covariance_type, **shifted_init, **options)
+    assert_finite_fit(shifted)
+    np.testing.assert_allclose(shifted.covariances_, base.covariances_, rtol=1e-6)
+    np.testing.assert_allclose(shifted.means_ - 1e8, base.means_, atol=1e-6)
+    np.testing.assert_allclose(shifted.weights_, base.weights_, rtol=1e-6)
+    # Without a given start (k-means on the offset data) the same holds.
+    default = _fit(X + 1e8, 2, covariance_type)
+    reference = _fit(X, 2, covariance_type)
+    order = np.argsort(default.means_[:, 0])
+    expected_order = np.argsort(reference.means_[:, 0])
+    np.testing.assert_allclose(
+        np.asarray(default.covariances_)[order] if covariance_type != "tied"
+        else default.covariances_,
+        np.asarray(reference.covariances_)[expected_order] if covariance_type != "tied"
+        else reference.covariances_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_constant_column_is_warned_and_finite(covariance_type):
+    X = blobs(400, 2, 2, seed=5)
+    X = np.column_stack([X, np.full(len(X), 7.25)])
+    with pytest.warns(DataWarning, match=r"feature\(s\) \[2\] are constant"):
+        model = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    assert_finite_fit(model)
+    np.testing.assert_allclose(model.means_[:, 2], 7.25)
+    variances = np.asarray(model.covariances_)
+    if covariance_type in ("full", "tied"):
+        variance = variances[..., 2, 2]
+    elif covariance_type == "diag":
+        variance = variances[:, 2]
+    else:
+        variance = None  # one variance for all features
+    if variance is not None:
+        np.testing.assert_allclose(variance, model.reg_covar, rtol=1e-6)
+    assert model.collapses_ == []  # no variance in the data is not a collapse
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag"])
+def test_constant_column_without_regularisation_is_a_clear_error(covariance_type):
+    X = np.column_stack([blobs(300, 2, 2, seed=6), np.zeros(300)])
+    with pytest.raises(DegenerateComponentError, match=r"reg_covar=0.*Set reg_covar > 0"):
+        _fit(X, 2, covariance_type, reg_covar=0.0)
+
+
+def test_constant_column_is_no_singularity_for_one_variance_per_component():
+    X = np.column_stack([blobs(300, 2, 2, seed=6), np.zeros(300)])
+    assert_finite_fit(_fit(X, 2, "spherical", reg_covar=0.0))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_duplicated_points(covariance_type):
+    X = blobs(150, 2, 3, seed=8)
+    repeated = np.repeat(X, 6, axis=0)
+    model = _fit(repeated, 3, covariance_type)
+    assert_finite_fit(model)
+    weighted = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(
+        X, sample_weight=np.full(len(X), 6.0))
+    np.testing.assert_allclose(model.means_, weighted.means_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e150])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_extreme_scales_give_the_scaled_fit(scale, covariance_type):
+    X, labels = blobs(2000, 2, 2, seed=9, return_labels=True)
+    init = fixed_init(X, 2, covariance_type, 0, labels)
+    options = dict(max_iter=15, tol=0.0, reg_covar=0.0)
+    base = _fit(X, 2, covariance_type, **init, **options)
+    scaled_init = dict(init, means_init=init["means_init"] * scale,
+                       precisions_init=init["precisions_init"] / scale**2)
+    scaled = _fit(X * scale, 2, covariance_type, **scaled_init, **options)
+    assert_finite_fit(scaled)
+    np.testing.assert_allclose(scaled.weights_, base.weights_, rtol=1e-9)
+    np.testing.assert_allclose(scaled.means_ / scale, base.means_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(scaled.covariances_ / scale**2, base.covariances_, rtol=1e-9,
+                               atol=1e-12)
+    assert scaled.lower_bound_ == pytest.approx(base.lower_bound_ - 2 * np.log(scale),
+                                                rel=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_tiny_scale_with_default_regulariser_warns_and_stays_finite(covariance_type):
+    X = blobs(500, 2, 2, seed=10) * 1e-150
+    with pytest.warns(DataWarning, match="reg_covar=1e-06 exceeds the variance"):
+        model = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    assert_finite_fit(model)
+    assert np.all(np.isfinite(model.score_samples(X)))
+
+
+def _collapsing_start(covariance_type):
+    """Component 1 starts on a lone far point: it owns that point alone."""
+    rng = np.random.default_rng(12)
+    X = np.vstack([rng.normal(size=(300, 2)), [[40.0, 40.0]]])
+    init = {
+        "weights_init": np.array([0.9, 0.1]),
+        "means_init": np.array([[0.0, 0.0], [40.0, 40.0]]),
+        "precisions_init": identity_precisions(covariance_type, 2, 2),
+    }
+    return X, init
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_component_collapsing_onto_a_point_is_reseeded(covariance_type):
+    X, init = _collapsing_start(covariance_type)
+    with pytest.warns(ComponentCollapseWarning, match="component 1 singular"):
+        model = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0,
+                                **init).fit(X)
+    assert_finite_fit(model)
+    assert model.collapses_[0].component == 1
+    assert model.collapses_[0].reason == "singular"
+    assert model.collapses_[0].action == "reseeded"
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_collapse_policy_floor_keeps_the_component_finite(covariance_type):
+    X, init = _collapsing_start(covariance_type)
+    with pytest.warns(ComponentCollapseWarning, match="floored"):
+        model = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0,
+                                on_collapse="floor", **init).fit(X)
+    assert_finite_fit(model)
+    assert {c.action for c in model.collapses_} == {"floored"}
+    # The floored component stays on the lone point with a covariance that is
+    # a fixed fraction of the data's, not zero.
+    lone = np.argmin(np.abs(model.means_[:, 0] - 40.0))
+    np.testing.assert_allclose(model.means_[lone], [40.0, 40.0])
+    covariance = np.asarray(model.covariances_)[lone]
+    smallest = np.linalg.eigvalsh(covariance)[0] if covariance.ndim == 2 else covariance.min()
+    assert smallest > 1e-6 * X.var(axis=0).min()
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_collapse_policy_raise(covariance_type):
+    X, init = _collapsing_start(covariance_type)
+    with pytest.raises(DegenerateComponentError, match=r"component 1 collapsed.*iteration 1"):
+        GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0,
+                        on_collapse="raise", **init).fit(X)
+
+
+def test_shared_covariance_collapse_is_floored_or_raised():
+    # Three points, repeated, one component on each: no spread within any.
+    points = np.array([[0.0, 0.0], [5.0, 1.0], [2.0, 7.0]])
+    X = np.repeat(points, 20, axis=0)
+    init = {"weights_init": np.full(3, 1 / 3), "means_init": points + 0.1,
+            "precisions_init": np.eye(2)}
+    with pytest.raises(DegenerateComponentError, match="the shared covariance collapsed"):
+        GaussianMixture(3, covariance_type="tied", on_collapse="raise", **init).fit(X)
+    with pytest.warns(ComponentCollapseWarning, match="shared covariance singular"):
+        model = GaussianMixture(3, covariance_type="tied", **init).fit(X)
+    assert_finite_fit(model)
+    assert {c.component for c in model.collapses_} == {-1}
+    assert {c.action for c in model.collapses_} == {"floored"}
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_component_with_no_weight_is_reseeded(covariance_type):
+    rng = np.random.default_rng(13)
+    X = np.vstack([rng.normal(size=(200, 1)), rng.normal(8, 1, size=(200, 1))])
+    init = {
+        "weights_init": np.array([0.5, 0.5 - 1e-3, 1e-3]),
+        "means_init": np.array([[0.0], [8.0], [1e6]]),  # far from every point
+        "precisions_init": identity_precisions(covariance_type, 3, 1),
+    }
+    with pytest.warns(ComponentCollapseWarning, match="component 2 vanished"):
+        model = GaussianMixture(3, covariance_type=covariance_type, **init).fit(X)
+    assert_finite_fit(model)
+    assert abs(model.means_[2, 0]) < 20  # moved into the data
+
+
+@pytest.mark.parametrize("n_distinct, n_components", [(6, 5), (6, 6), (3, 3)])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_components_close_to_the_number_of_distinct_points(n_distinct, n_components,
+                                                           covariance_type):
+    rng = np.random.default_rng(n_distinct + n_components)
+    points = rng.normal(size=(n_distinct, 2)) * 5
+    X = np.repeat(points, 10, axis=0)
+    model = _fit(X, n_components, covariance_type)
+    assert_finite_fit(model)
+    assert np.all(np.isfinite(model.score_samples(X)))
+    assert np.all(np.isfinite(model.predict_proba(X)))
+
+
+def test_all_samples_identical():
+    X = np.ones((50, 2))
+    model = _fit(X, 1, "full")
+    assert_finite_fit(model)
+    np.testing.assert_allclose(model.covariances_[0], np.eye(2) * model.reg_covar)
+    with pytest.raises(DegenerateComponentError, match="reg_covar"):
+        _fit(X, 1, "full", reg_covar=0.0)
+
+
+def test_far_outlier_keeps_every_parameter_finite():
+    rng = np.random.default_rng(14)
+    X = np.concatenate([rng.normal(0, 1, 2000), rng.normal(5, 1, 2000), [1e4, -1e4]])
+    for covariance_type in COVARIANCE_TYPES:
+        model = _fit(X, 2, covariance_type)
+        assert_finite_fit(model)
+        assert np.all(np.isfinite(model.predict_proba(X)))
+        assert np.all(np.isfinite(model.score_samples(X)))
