@@ -1,0 +1,182 @@
+"""The EM loop's states, history and restarts."""
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+
+from emix import ConvergenceWarning, GaussianMixture
+from emix.em.engine import run_em, run_restarts
+from emix.em.monitor import CONVERGED, DIVERGED, MAX_ITER, RUNNING, ConvergenceMonitor
+from emix.execution import InMemoryData
+from emix.families.covariance import COVARIANCE_MODELS
+from emix.families.gaussian import GaussianFamily
+
+from conftest import blobs, fixed_init
+
+
+def test_monitor_states():
+    monitor = ConvergenceMonitor(tol=1e-3, max_iter=5)
+    assert monitor.start(-10.0) == RUNNING
+    assert monitor.update(-5.0) == RUNNING
+    assert monitor.update(-4.9995) == CONVERGED
+    assert monitor.history == [-10.0, -5.0, -4.9995] and monitor.n_iter == 2
+
+    monitor = ConvergenceMonitor(tol=0.0, max_iter=2)
+    monitor.start(-3.0)
+    assert monitor.update(-2.0) == RUNNING
+    assert monitor.update(-1.0) == MAX_ITER  # never "converged" at max_iter
+
+    monitor = ConvergenceMonitor(tol=1e-3, max_iter=50)
+    monitor.start(-3.0)
+    assert monitor.update(-3.000_000_1) == CONVERGED  # a rounding-size fall is no divergence
+    monitor = ConvergenceMonitor(tol=1e-3, max_iter=50)
+    monitor.start(-3.0)
+    assert monitor.update(-3.5) == DIVERGED
+    monitor = ConvergenceMonitor(tol=1e-3, max_iter=50)
+    monitor.start(-3.0)
+    assert monitor.update(-3.5, fresh_start=True) == RUNNING  # after a reseed
+    assert monitor.update(float("nan")) == DIVERGED
+
+
+def test_max_iter_is_reported_honestly():
+    X = blobs(500, 2, 3, seed=1)
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=2"):
+        model = GaussianMixture(3, max_iter=2, tol=0.0, random_state=0).fit(X)
+    assert not model.converged_
+    assert model.convergence_state_ == "max_iter"
+    assert model.n_iter_ == 2 and len(model.lower_bounds_) == 3
+    assert model.lower_bound_ == model.lower_bounds_[-1]
+    assert model.lower_bound_ == pytest.approx(model.score(X), rel=1e-12)
+
+
+def test_converged_fit_history_ends_within_tol():
+    X = blobs(500, 2, 2, seed=2)
+    model = GaussianMixture(2, tol=1e-6, random_state=0).fit(X)
+    assert model.converged_ and model.convergence_state_ == "converged"
+    assert abs(model.lower_bounds_[-1] - model.lower_bounds_[-2]) < 1e-6
+    assert model.lower_bound_ == pytest.approx(model.score(X), rel=1e-12)
+
+
+class _Sabotaged(GaussianFamily):
+    """A family whose M-step ruins the fit at the third iteration."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def m_step(self, stats):
+        params, report = super().m_step(stats)
+        self.calls += 1
+        if self.calls == 3:
+            params = self.make_params(params.weights, params.means + 5.0, params.covariances)
+        return params, report
+
+
+def test_divergence_returns_the_best_parameters_seen():
+    X, labels = blobs(400, 2, 2, seed=3, return_labels=True)
+    family = _Sabotaged("full")
+    data = InMemoryData(X, chunk_rows=64)
+    init = fixed_init(X, 2, "full", 0, labels)
+    start = family.make_params(init["weights_init"], init["means_init"],
+                               family.covariance.covariances_from_precisions(
+                                   init["precisions_init"]))
+    result = run_em(family, data, start, tol=0.0, max_iter=20)
+    assert result.state == DIVERGED
+    assert result.n_iter == 3
+    assert result.log_likelihood == max(result.history)
+    assert result.log_likelihood > result.history[-1]
+
+
+def test_restarts_keep_the_best():
+    X = blobs(300, 2, 3, seed=4)
+    family = GaussianFamily("full")
+    data = InMemoryData(X, chunk_rows=128)
+    rng = np.random.default_rng(0)
+    starts = []
+
+    def initialise(restart):
+        rows = rng.choice(len(X), 3, replace=False)
+        starts.append(rows)
+        return family.make_params(np.full(3, 1 / 3), X[rows], np.repeat(np.eye(2)[None], 3, 0))
+
+    best = run_restarts(family, data, initialise, n_init=4, tol=1e-6, max_iter=5)
+    singles = [run_em(family, data, family.make_params(
+        np.full(3, 1 / 3), X[rows], np.repeat(np.eye(2)[None], 3, 0)), tol=1e-6, max_iter=5)
+        for rows in starts]
+    assert best.log_likelihood == max(r.log_likelihood for r in singles)
+    assert best.restart == int(np.argmax([r.log_likelihood for r in singles]))
+
+
+def test_n_init_never_worse_than_one_init():
+    X = blobs(600, 2, 4, seed=5, spread=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = GaussianMixture(4, init_params="random", random_state=3).fit(X)
+        many = GaussianMixture(4, init_params="random", n_init=6, random_state=3).fit(X)
+    # The first restart of n_init=6 is the n_init=1 fit (same random stream).
+    assert many.lower_bound_ >= one.lower_bound_
+
+
+def test_same_seed_same_fit_different_seed_may_differ():
+    X = blobs(400, 2, 3, seed=6)
+    a = GaussianMixture(3, init_params="random", random_state=7).fit(X)
+    b = GaussianMixture(3, init_params="random", random_state=7).fit(X)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    assert a.lower_bounds_ == b.lower_bounds_
+
+
+def test_warm_start_continues_where_it_stopped():
+    X, labels = blobs(500, 2, 2, seed=8, return_labels=True)
+    init = fixed_init(X, 2, "full", 0, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        straight = GaussianMixture(2, max_iter=10, tol=0.0, **init).fit(X)
+        warm = GaussianMixture(2, max_iter=5, tol=0.0, warm_start=True, **init)
+        warm.fit(X)
+        warm.fit(X)
+    np.testing.assert_allclose(warm.means_, straight.means_, rtol=1e-12)
+    np.testing.assert_allclose(warm.covariances_, straight.covariances_, rtol=1e-12)
+    assert warm.lower_bound_ == pytest.approx(straight.lower_bound_, rel=1e-13)
+
+
+def test_verbose_logs_progress(caplog):
+    X = blobs(300, 2, 2, seed=9)
+    with caplog.at_level(logging.INFO, logger="emix"):
+        GaussianMixture(2, verbose=2, verbose_interval=1, random_state=0).fit(X)
+    messages = [r.getMessage() for r in caplog.records if r.name == "emix"]
+    assert any("initialisation 1 of 1" in m for m in messages)
+    assert any("iteration 1: log-likelihood" in m for m in messages)
+    assert any("converged" in m for m in messages)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_sample_follows_the_model(covariance_type):
+    X = blobs(3000, 2, 2, seed=10, spread=8.0)
+    model = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    samples, labels = model.sample(40_000)
+    assert samples.shape == (40_000, 2) and labels.shape == (40_000,)
+    counts = np.bincount(labels, minlength=2) / len(labels)
+    np.testing.assert_allclose(counts, model.weights_, atol=0.01)
+    matrices = COVARIANCE_MODELS[covariance_type].full_matrices(model.covariances_, 2, 2)
+    for k in range(2):
+        drawn = samples[labels == k]
+        np.testing.assert_allclose(drawn.mean(axis=0), model.means_[k], atol=0.05)
+        np.testing.assert_allclose(np.cov(drawn.T), matrices[k], atol=0.1)
+    again, _ = model.sample(40_000)
+    np.testing.assert_array_equal(again, samples)  # an int random_state repeats itself
+
+
+def test_icl_is_bic_plus_twice_the_classification_entropy():
+    X = blobs(400, 2, 2, seed=11, spread=1.5)
+    model = GaussianMixture(2, random_state=0).fit(X)
+    resp = model.predict_proba(X)
+    entropy = -np.sum(resp * np.log(np.clip(resp, 1e-300, None)))
+    assert model.icl(X) == pytest.approx(model.bic(X) + 2 * entropy, rel=1e-12)
+    assert model.icl(X) > model.bic(X)
+    n_parameters = 2 - 1 + 2 * 2 + 2 * 3
+    assert model.bic(X) == pytest.approx(
+        -2 * model.score(X) * len(X) + n_parameters * np.log(len(X)), rel=1e-12)
+    assert model.aic(X) == pytest.approx(-2 * model.score(X) * len(X) + 2 * n_parameters,
+                                         rel=1e-12)
