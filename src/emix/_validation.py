@@ -55,7 +55,13 @@ def as_float_array(X: Any, *, name: str = "X", dtype: Any = None) -> np.ndarray:
             f"Complex data not supported: {name} has dtype {array.dtype}; pass "
             f"the real part ({name}.real) or split real and imaginary parts into columns."
         )
-    if array.dtype.kind in "OUSV":
+    if array.dtype.kind in "USV":
+        raise InvalidInputTypeError(
+            f"{name} holds strings, not numbers ({_first_non_number(array)}); convert or "
+            "drop the text columns first, e.g. np.asarray(X, dtype=float) for numbers "
+            "written as text."
+        )
+    if array.dtype.kind == "O":
         try:
             array = array.astype(np.float64)
         except (TypeError, ValueError) as exc:
@@ -223,6 +229,15 @@ def check_choice(name: str, value: Any, choices: dict[str, Any] | tuple[str, ...
         allowed = ", ".join(repr(c) for c in choices)
         raise InvalidInputError(f"{name} must be one of {allowed}; got {value!r}.")
     return value
+
+
+def _first_non_number(array: np.ndarray) -> str:
+    for index in np.ndindex(array.shape):
+        try:
+            float(array[index])
+        except (TypeError, ValueError):
+            return f"{array[index]!r} at index {index}"
+    return "all of them numbers written as text"
 
 
 def _target_dtype(current: np.dtype, requested: Any) -> np.dtype:

@@ -8,7 +8,11 @@ what to do about it.  Input errors also derive from :class:`ValueError` (or
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
+
+import numpy as np
 
 
 class EmixError(Exception):
@@ -74,3 +78,19 @@ class ComponentCollapseWarning(UserWarning):
 class DataWarning(UserWarning):
     """The data are legal but suspicious: a constant column, a regulariser
     that dominates the data's own variance, and the like."""
+
+
+@contextmanager
+def floating_point_guard() -> Iterator[None]:
+    """Turn any floating-point overflow or invalid operation into a
+    :class:`NumericalError` with a remedy, instead of letting inf or NaN
+    flow into the parameters (or a confusing error surface later)."""
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            yield
+    except FloatingPointError as exc:
+        raise NumericalError(
+            f"a computation left floating point's range ({exc}): the data's values or "
+            "spread are too large to square. Rescale the columns (e.g. standardise "
+            "them) and fit again."
+        ) from None

@@ -42,6 +42,7 @@ from .exceptions import (
     ConvergenceWarning,
     DataWarning,
     InvalidInputError,
+    floating_point_guard,
     not_fitted,
 )
 from .execution.memory import InMemoryData, default_chunk_rows
@@ -236,7 +237,8 @@ class GaussianMixture:
                                                           X.dtype.itemsize)
         data = InMemoryData(X, weights, chunk_rows=chunk_rows)
         rng = check.check_random_state(self.random_state)
-        sample = distinct_rows(*data.sample(SAMPLE_ROWS, rng))
+        with floating_point_guard():
+            sample = distinct_rows(*data.sample(SAMPLE_ROWS, rng))
 
         continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if continuing:
@@ -256,13 +258,15 @@ class GaussianMixture:
         n_init = 1 if continuing else settings["n_init"]
         if self.verbose:
             _ensure_log_handler()
-        result = run_restarts(family, data, initialise, n_init=n_init, tol=settings["tol"],
-                              max_iter=settings["max_iter"],
-                              on_collapse=settings["on_collapse"],
-                              callback=self._log_progress if self.verbose >= 2 else None)
+        with floating_point_guard():
+            result = run_restarts(family, data, initialise, n_init=n_init,
+                                  tol=settings["tol"], max_iter=settings["max_iter"],
+                                  on_collapse=settings["on_collapse"],
+                                  callback=self._log_progress if self.verbose >= 2 else None)
         self._set_fitted(result, X.dtype, family, names, X.shape[1])
         self._warn_about(result)
-        self._warn_about_features(*sample)
+        with floating_point_guard():
+            self._warn_about_features(*sample)
         return self
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
@@ -308,10 +312,16 @@ class GaussianMixture:
         weights = means = precisions = None
         if self.weights_init is not None:
             weights = _user_array("weights_init", self.weights_init, (n_components,))
-            if (weights < 0).any() or abs(weights.sum() - 1.0) > 1e-6:
+            if (weights < 0).any():
+                first = int(np.flatnonzero(weights < 0)[0])
                 raise InvalidInputError(
-                    f"weights_init must be non-negative and sum to 1; got sum "
-                    f"{weights.sum():.8g}. Normalise it: w / w.sum()."
+                    f"weights_init must be non-negative; got {weights[first]!r} for "
+                    f"component {first}. Mixture weights are probabilities."
+                )
+            if abs(weights.sum() - 1.0) > 1e-6:
+                raise InvalidInputError(
+                    f"weights_init must sum to 1; got sum {weights.sum():.8g}. "
+                    "Normalise it: w / w.sum()."
                 )
             weights = weights / weights.sum()
         if self.means_init is not None:
@@ -449,14 +459,16 @@ class GaussianMixture:
         """Log-density ``log p(x_i)`` of each row, shape (n_samples,)."""
         family, params, data = self._data_for_prediction(X)
         out = np.empty(data.n_samples, dtype=data.dtype)
-        return data.map_rows(lambda chunk, ws: family.log_density(params, chunk, ws), out)
+        with floating_point_guard():
+            return data.map_rows(lambda chunk, ws: family.log_density(params, chunk, ws), out)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, K)."""
         family, params, data = self._data_for_prediction(X)
         out = np.empty((data.n_samples, params.n_components), dtype=data.dtype)
-        return data.map_rows(
-            lambda chunk, ws: family.responsibilities(params, chunk, ws)[0], out)
+        with floating_point_guard():
+            return data.map_rows(
+                lambda chunk, ws: family.responsibilities(params, chunk, ws)[0], out)
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,)."""

@@ -210,6 +210,8 @@ def _relative_min_eigenvalues(matrices: np.ndarray, total: np.ndarray) -> np.nda
     if not largest > 0:
         return np.full(matrices.shape[0], np.inf)
     keep = eigenvalues > RANK_RTOL * largest
+    if not keep.any():
+        return np.full(matrices.shape[0], np.inf)
     basis = eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])
     projected = basis.T @ matrices @ basis
     return np.linalg.eigvalsh(projected)[:, 0]
