@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine with Python >= 3.11 and make:
-#   make run    creates .venv, installs emix, fits the embedded Old Faithful data
-#   make test   creates .venv, installs emix with its test tools, lints, runs the suite
+#   make run    creates .venv (emix and its test tools), fits the embedded Old Faithful data
+#   make test   the same set-up, then ruff and the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
