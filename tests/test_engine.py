@@ -66,8 +66,8 @@ class _Sabotaged(GaussianFamily):
         super().__init__(*args, **kwargs)
         self.calls = 0
 
-    def m_step(self, stats):
-        params, report = super().m_step(stats)
+    def m_step(self, stats, floors=None):
+        params, report = super().m_step(stats, floors)
         self.calls += 1
         if self.calls == 3:
             params = self.make_params(params.weights, params.means + 5.0, params.covariances)
@@ -84,9 +84,13 @@ def test_divergence_returns_the_best_parameters_seen():
                                    init["precisions_init"]))
     result = run_em(family, data, start, tol=0.0, max_iter=20)
     assert result.state == DIVERGED
-    assert result.n_iter == 3
-    assert result.log_likelihood == max(result.history)
-    assert result.log_likelihood > result.history[-1]
+    # The ruined third step is dropped: history ends at the returned parameters.
+    assert result.n_iter == 2 and len(result.history) == 3
+    assert result.log_likelihood == result.history[-1] == max(result.history)
+    assert [i for i, _ in result.decreases] == [3]
+    assert result.log_likelihood == pytest.approx(
+        data.map_reduce(lambda X, w, ws: family.e_step(result.params, X, w, ws))
+        .log_likelihood / len(X), rel=1e-12)
 
 
 def test_restarts_keep_the_best():

@@ -10,6 +10,7 @@ from emix import (
     DataWarning,
     DegenerateComponentError,
     GaussianMixture,
+    NumericalError,
 )
 
 from conftest import COVARIANCE_TYPES, assert_finite_fit, blobs, fixed_init, identity_precisions
@@ -134,7 +135,7 @@ def test_component_collapsing_onto_a_point_is_reseeded(covariance_type):
     X, init = _collapsing_start(covariance_type)
     with pytest.warns(ComponentCollapseWarning, match="component 1 singular"):
         model = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0,
-                                **init).fit(X)
+                                on_collapse="reseed", **init).fit(X)
     assert_finite_fit(model)
     assert model.collapses_[0].component == 1
     assert model.collapses_[0].reason == "singular"
@@ -146,7 +147,7 @@ def test_collapse_policy_floor_keeps_the_component_finite(covariance_type):
     X, init = _collapsing_start(covariance_type)
     with pytest.warns(ComponentCollapseWarning, match="floored"):
         model = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0,
-                                on_collapse="floor", **init).fit(X)
+                                **init).fit(X)  # the default policy
     assert_finite_fit(model)
     assert {c.action for c in model.collapses_} == {"floored"}
     # The floored component stays on the lone point with a covariance that is
@@ -191,9 +192,11 @@ def test_component_with_no_weight_is_reseeded(covariance_type):
         "precisions_init": identity_precisions(covariance_type, 3, 1),
     }
     with pytest.warns(ComponentCollapseWarning, match="component 2 vanished"):
-        model = GaussianMixture(3, covariance_type=covariance_type, **init).fit(X)
+        model = GaussianMixture(3, covariance_type=covariance_type, on_collapse="reseed",
+                                **init).fit(X)
     assert_finite_fit(model)
     assert abs(model.means_[2, 0]) < 20  # moved into the data
+    assert model.weights_[2] > 0.05
 
 
 @pytest.mark.parametrize("n_distinct, n_components", [(6, 5), (6, 6), (3, 3)])
@@ -226,3 +229,88 @@ def test_far_outlier_keeps_every_parameter_finite():
         assert_finite_fit(model)
         assert np.all(np.isfinite(model.predict_proba(X)))
         assert np.all(np.isfinite(model.score_samples(X)))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_clusters_far_apart_are_not_collapses(covariance_type):
+    # 1e7 standard deviations apart: each cluster's variance is 4e-14 of the
+    # data's, yet both are perfectly healthy.
+    rng = np.random.default_rng(15)
+    a, b = rng.normal(0, 1, 500), rng.normal(1e7, 1, 500)
+    model = _fit(np.concatenate([a, b]), 2, covariance_type)
+    assert model.collapses_ == []
+    order = np.argsort(model.means_[:, 0])
+    expected = np.array([a.var(), b.var()])
+    if covariance_type == "tied":
+        expected = np.array([(a.var() + b.var()) / 2])
+        order = [0]
+    np.testing.assert_allclose(np.ravel(model.covariances_)[order], expected + model.reg_covar,
+                               rtol=1e-6)
+    # Mixed units in two columns (metres and nanometres, say) are no collapse either.
+    X = np.column_stack([rng.normal(size=1000), rng.normal(scale=1e-9, size=1000)])
+    X[500:] += [5.0, 5e-9]
+    model = _fit(X, 2, covariance_type)
+    assert model.collapses_ == []
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_simultaneous_collapses_never_create_twin_components(covariance_type):
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(5, 2)), 20, axis=0)
+    model = _fit(X, 3, covariance_type, on_collapse="reseed")
+    assert_finite_fit(model)
+    means = model.means_
+    distances = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(3, 1)]
+    assert distances.min() > 1e-6
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_floors_persist_so_em_converges(covariance_type):
+    # An atom (50 copies of 10) and an outlier each take a component; a floor
+    # that came and went made EM cycle forever.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, 300), rng.normal(4, 1, 300), np.full(50, 10.0),
+                        [1e4]])[:, None]
+    model = _fit(X, 4, covariance_type, max_iter=300)
+    assert model.convergence_state_ == "converged"
+    assert model.n_iter_ < 50
+    assert len(model.collapses_) <= 4  # each component at most once
+    assert_finite_fit(model)
+
+
+def test_default_policy_floors_and_reseed_is_available():
+    X, init = _collapsing_start("full")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        floored = GaussianMixture(2, reg_covar=0.0, **init).fit(X)
+        reseeded = GaussianMixture(2, reg_covar=0.0, on_collapse="reseed", **init).fit(X)
+    assert any(issubclass(w.category, ComponentCollapseWarning) for w in caught)
+    assert floored.collapses_[0].action == "floored"
+    assert reseeded.collapses_[0].action == "reseeded"
+
+
+def test_global_error_state_does_not_break_a_fit():
+    # Underflow of tiny responsibilities is harmless and must not turn into
+    # an error under a user's np.seterr(all="raise").
+    X = blobs(500, 2, 2, seed=16, spread=30.0)
+    with np.errstate(all="raise"):
+        model = GaussianMixture(2, random_state=0).fit(X)
+        assert np.all(np.isfinite(model.predict_proba(X)))
+    assert_finite_fit(model)
+
+
+def test_precisions_beyond_floating_point_are_a_clear_error():
+    X = blobs(300, 2, 2, seed=17) * 1e-155
+    with pytest.raises(NumericalError, match="Rescale the columns"):
+        _fit(X, 2, "diag", reg_covar=0.0)
+
+
+def test_float32_row_whose_square_overflows_float32_is_scored_in_float64():
+    X = blobs(400, 1, 2, seed=18).astype(np.float32)
+    model = GaussianMixture(2, random_state=0).fit(X)
+    far = np.array([[3e19], [0.5]], dtype=np.float32)
+    scores = model.score_samples(far)
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, model.score_samples(far.astype(np.float64)), rtol=1e-5)
+    proba = model.predict_proba(far)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)

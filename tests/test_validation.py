@@ -208,7 +208,7 @@ INVALID_SETTINGS = [
     ("max_iter", 0, r"max_iter must be an int >= 1; got 0"),
     ("n_init", 0, r"n_init must be an int >= 1; got 0"),
     ("init_params", "bad", r"init_params must be one of 'kmeans', .*got 'bad'"),
-    ("on_collapse", "bad", r"on_collapse must be one of 'reseed', 'floor', 'raise'; got 'bad'"),
+    ("on_collapse", "bad", r"on_collapse must be one of 'floor', 'reseed', 'raise'; got 'bad'"),
     ("verbose", -1, r"verbose must be an int >= 0; got -1"),
     ("verbose_interval", 0, r"verbose_interval must be an int >= 1; got 0"),
     ("chunk_size", 0, r"chunk_size must be an int >= 1; got 0"),
@@ -421,3 +421,28 @@ def test_set_params_with_an_unknown_name():
 def test_input_errors_are_also_builtin_errors():
     assert issubclass(InvalidInputError, ValueError)
     assert issubclass(InvalidInputTypeError, TypeError)
+
+
+def test_precisions_init_from_a_numerical_inverse_is_accepted():
+    # np.linalg.inv is symmetric only to rounding; that must not be refused.
+    rng = np.random.default_rng(19)
+    X = rng.normal(size=(300, 5))
+    factors = rng.normal(size=(2, 5, 5))
+    covariances = factors @ factors.transpose(0, 2, 1) + np.eye(5)
+    precisions = np.linalg.inv(covariances)
+    assert not np.array_equal(precisions, precisions.transpose(0, 2, 1))
+    model = GaussianMixture(2, precisions_init=precisions, random_state=0).fit(X)
+    assert model.converged_
+
+
+def test_more_components_than_distinct_rows():
+    X = np.repeat([[0.0, 1.0], [2.0, 3.0], [5.0, 1.0]], 10, axis=0)
+    with pytest.raises(InvalidInputError, match=r"only 3 distinct rows .* n_components=4"):
+        GaussianMixture(4).fit(X)
+
+
+def test_zero_entry_in_weights_init_is_accepted():
+    X = np.concatenate([np.linspace(-1, 1, 50), np.linspace(4, 6, 50)])
+    model = GaussianMixture(3, weights_init=[0.5, 0.5, 0.0], means_init=[[0.0], [5.0], [2.5]],
+                            random_state=0).fit(X)
+    assert np.all(np.isfinite(model.means_))

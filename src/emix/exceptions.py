@@ -82,11 +82,14 @@ class DataWarning(UserWarning):
 
 @contextmanager
 def floating_point_guard() -> Iterator[None]:
-    """Turn any floating-point overflow or invalid operation into a
+    """Turn any floating-point overflow, division by zero or invalid
+    operation into a
     :class:`NumericalError` with a remedy, instead of letting inf or NaN
     flow into the parameters (or a confusing error surface later)."""
     try:
-        with np.errstate(over="raise", invalid="raise"):
+        # Underflow is harmless (tiny responsibilities become 0); division by
+        # zero and overflow are not.
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
             yield
     except FloatingPointError as exc:
         raise NumericalError(

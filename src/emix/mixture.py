@@ -11,11 +11,12 @@ Where emix differs on purpose:
   (``convergence_state_``); on divergence the best parameters seen are kept.
 - ``fit`` takes frequency weights (``sample_weight``): a weight of 2 is the
   row twice, in initialisation, EM, ``score`` and the criteria.
-- A collapsing component is reseeded, floored or reported as an error
+- A collapsing component is floored, reseeded or reported as an error
   (``on_collapse``), never left to produce NaN; ``collapses_`` lists what
   happened.
 - 1-D input is one feature; integer input becomes float64; float32 input
-  gives float32 attributes and outputs, with statistics summed in float64.
+  gives float32 attributes and outputs; its statistics are summed in
+  float32 within a chunk (at most 65,536 rows) and in float64 across chunks.
 - The E-step runs over chunks of rows (``chunk_size``), so memory does not
   grow with n_samples x n_components x n_features.
 - ``'k-means++'`` and ``'random_from_data'`` start from the chosen centres
@@ -93,19 +94,22 @@ class GaussianMixture:
         iterations.  Messages go to the ``"emix"`` logger (to stderr if
         logging is not configured).
     verbose_interval : int, default=10
-    on_collapse : {'reseed', 'floor', 'raise'}, default='reseed'
+    on_collapse : {'floor', 'reseed', 'raise'}, default='floor'
         What to do when a component collapses (its weight vanishes, or its
-        covariance becomes singular: a variance below 1e-12 of the data's in
-        some direction).  'reseed' splits the heaviest healthy component in
-        two along its principal axis and gives it one half (at most K times
-        per initialisation, then 'floor'); 'floor' keeps it and adds 1e-4 of
-        the data's covariance to its own; 'raise' stops with
+        covariance becomes singular to rounding in a direction in which the
+        data vary).  'floor' adds 1e-4 of the healthy components' pooled
+        covariance to its own and keeps that floor for the rest of the fit (a
+        component whose weight vanished keeps its mean and takes the data's
+        covariance); 'reseed' splits a healthy component (the heaviest first,
+        each once per M-step) in two along its principal axis and gives it
+        one half, at most K times per initialisation, then falls back to
+        'floor'; 'raise' stops with
         :class:`~emix.exceptions.DegenerateComponentError`.  Repairs are
         listed in ``collapses_`` and reported by a
         :class:`~emix.exceptions.ComponentCollapseWarning`.
     chunk_size : int, optional
         Rows per E-step chunk; by default chosen so that the largest
-        temporary (rows x K x d) takes 8 MB.
+        temporary (rows x K x d) takes 8 MB, and at most 65,536.
 
     Attributes
     ----------
@@ -144,7 +148,7 @@ class GaussianMixture:
                  n_init: int = 1, init_params: str = "kmeans", weights_init: Any = None,
                  means_init: Any = None, precisions_init: Any = None, random_state: Any = None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
-                 on_collapse: str = "reseed", chunk_size: int | None = None):
+                 on_collapse: str = "floor", chunk_size: int | None = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -239,6 +243,13 @@ class GaussianMixture:
         rng = check.check_random_state(self.random_state)
         with floating_point_guard():
             sample = distinct_rows(*data.sample(SAMPLE_ROWS, rng))
+        if sample[0].shape[0] < n_components:
+            raise InvalidInputError(
+                f"X has only {sample[0].shape[0]} distinct rows (with positive weight"
+                f"{'' if X.shape[0] <= SAMPLE_ROWS else ', in a sample of the rows'}) for "
+                f"n_components={n_components}: some components would coincide. Lower "
+                "n_components."
+            )
 
         continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if continuing:
@@ -263,10 +274,10 @@ class GaussianMixture:
                                   tol=settings["tol"], max_iter=settings["max_iter"],
                                   on_collapse=settings["on_collapse"],
                                   callback=self._log_progress if self.verbose >= 2 else None)
-        self._set_fitted(result, X.dtype, family, names, X.shape[1])
-        self._warn_about(result)
         with floating_point_guard():
+            self._set_fitted(result, X.dtype, family, names, X.shape[1])
             self._warn_about_features(*sample)
+        self._warn_about(result)
         return self
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
@@ -406,20 +417,33 @@ class GaussianMixture:
 
     # -- using a fitted model --------------------------------------------------------
     def _fitted_params(self, family: GaussianFamily | None = None) -> GaussianParams:
-        """Parameters rebuilt from the public attributes, so that a model with
-        edited or loaded attributes predicts from exactly those."""
-        if not self.__sklearn_is_fitted__():
-            raise not_fitted(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this estimator."
-            )
+        """Parameters rebuilt from the public attributes (a model with edited
+        or loaded attributes uses exactly those), factored for fitting."""
+        self._check_is_fitted()
         family = family or GaussianFamily(self.covariance_type, self.reg_covar)
         return family.make_params(np.asarray(self.weights_, dtype=np.float64),
                                   np.asarray(self.means_, dtype=np.float64),
                                   np.asarray(self.covariances_, dtype=np.float64))
 
+    def _prediction_params(self) -> GaussianParams:
+        """Parameters for the E-step alone, straight from the stored
+        ``precisions_cholesky_``: no factorisation per call."""
+        self._check_is_fitted()
+        return GaussianParams(weights=np.asarray(self.weights_, dtype=np.float64),
+                              means=np.asarray(self.means_, dtype=np.float64),
+                              covariances=np.asarray(self.covariances_, dtype=np.float64),
+                              cov_chol=None,
+                              prec_chol=np.asarray(self.precisions_cholesky_, dtype=np.float64))
+
+    def _check_is_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
     def _data_for_prediction(self, X: Any) -> tuple[GaussianFamily, GaussianParams, InMemoryData]:
-        params = self._fitted_params()
+        params = self._prediction_params()
         family = GaussianFamily(self.covariance_type, self.reg_covar)
         self._check_feature_names(X)
         X = check.as_float_array(X)

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import numpy as np
+
 from ..exceptions import DegenerateComponentError
 from ..families.base import Collapse, MStepReport
 from .monitor import DIVERGED, RUNNING, ConvergenceMonitor
 
 logger = logging.getLogger("emix")
 
-COLLAPSE_POLICIES = ("reseed", "floor", "raise")
+COLLAPSE_POLICIES = ("floor", "reseed", "raise")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class EMResult:
 
 
 def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
-           on_collapse: str = "reseed",
+           on_collapse: str = "floor",
            callback: Callable[[Progress], None] | None = None,
            restart: int = 0, n_restarts: int = 1) -> EMResult:
     """Run EM from ``params`` until convergence, ``max_iter`` or divergence."""
@@ -64,41 +66,42 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
     stats = data.map_reduce(partial(family.e_step, params))
     log_likelihood = stats.log_likelihood / stats.total_weight
     monitor.start(log_likelihood)
-    best = (log_likelihood, params)
+    best = (log_likelihood, params, 0)
     collapses: list[Collapse] = []
     reseeds_left = params.n_components
-    floored: set[int] = set()  # components kept floored at the last M-step
+    floors: dict[int, np.ndarray] = {}  # kept from the M-step that applied them on
     _notify(callback, restart, n_restarts, monitor, started)
 
     while monitor.state == RUNNING:
         iteration = monitor.n_iter + 1
-        new_params, report = family.m_step(stats)
+        new_params, report = family.m_step(stats, floors)
         events: list[Collapse] = []
         if report.collapsed:
-            new_params, events = _repair(family, new_params, report, on_collapse,
-                                         reseeds_left, iteration)
-        # A floor that stays from one M-step to the next is a fixed
-        # regulariser; a new floor or a reseed changes the parameters
-        # discontinuously, so that iteration is a fresh start, neither
-        # progress nor divergence.
-        new_events = [event for event in events
-                      if event.action == "reseeded" or event.component not in floored]
-        floored = {event.component for event in events if event.action == "floored"}
-        reseeds_left -= sum(event.action == "reseeded" for event in new_events)
-        collapses.extend(new_events)
-        fresh_start = bool(new_events)
+            new_params, events, new_floors = _repair(family, new_params, report, on_collapse,
+                                                     reseeds_left, floors, iteration)
+            floors.update(new_floors)
+            reseeds_left -= sum(event.action == "reseeded" for event in events)
+            collapses.extend(events)
+        # A new floor or a reseed changes the parameters discontinuously: that
+        # iteration is a fresh start, neither progress nor divergence.  (A
+        # floor kept from earlier M-steps is a fixed regulariser, no event.)
+        fresh_start = bool(events)
         params = new_params
         stats = data.map_reduce(partial(family.e_step, params))
         log_likelihood = stats.log_likelihood / stats.total_weight
         monitor.update(log_likelihood, fresh_start=fresh_start)
         if log_likelihood > best[0] or fresh_start:
-            best = (log_likelihood, params)
+            best = (log_likelihood, params, monitor.n_iter)
         _notify(callback, restart, n_restarts, monitor, started)
 
+    history = monitor.history
     if monitor.state == DIVERGED:
-        log_likelihood, params = best
+        # Return the best parameters seen, with the history that led to them,
+        # so that history[n_iter] is always their log-likelihood.
+        log_likelihood, params, kept = best
+        history = history[:kept + 1]
     return EMResult(params=params, log_likelihood=log_likelihood, state=monitor.state,
-                    history=monitor.history, collapses=collapses,
+                    history=history, collapses=collapses,
                     decreases=monitor.decreases, restart=restart)
 
 
@@ -119,14 +122,17 @@ def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_
 
 
 def _repair(family, params, report: MStepReport, policy: str, reseeds_left: int,
-            iteration: int) -> tuple[Any, list[Collapse]]:
-    """Apply the collapse policy to the components the M-step flagged.
+            floors: dict[int, np.ndarray], iteration: int
+            ) -> tuple[Any, list[Collapse], dict[int, np.ndarray]]:
+    """Apply the collapse policy to the components the M-step newly flagged.
 
-    The M-step already floored them.  "reseed" instead splits the heaviest
-    healthy component in two along its principal axis and gives one half to
-    the collapsed component, while the budget (K reseeds per run) lasts.  A
-    split, unlike a restart at the worst-explained row, cannot land the
-    component back on the outlier it collapsed onto.
+    The M-step has already floored them.  "floor" keeps that floor for the
+    rest of the run.  "reseed" instead splits a healthy component in two
+    along its principal axis and gives one half to the collapsed one (each
+    donor once per M-step, heaviest first; at most K reseeds per run), so the
+    component restarts inside the data rather than at an extreme row; when
+    no donor or budget is left it falls back to the floor.  "raise" stops.
+    Returns the parameters, the events and the floors to keep.
     """
     reasons = {k: "vanished" for k in report.vanished}
     reasons.update({k: "singular" for k in report.singular})
@@ -137,21 +143,22 @@ def _repair(family, params, report: MStepReport, policy: str, reseeds_left: int,
                 else "collapsed onto a point or subspace (singular covariance)")
         raise DegenerateComponentError(
             f"{which} {what} at iteration {iteration}. Remedies: "
-            "on_collapse='reseed' (the default) or 'floor' to repair it, fewer "
+            "on_collapse='floor' (the default) or 'reseed' to repair it, fewer "
             "n_components, a larger reg_covar, or another random_state."
         )
     events = []
-    collapsed = [k for k in sorted(reasons) if k >= 0]
-    healthy = [k for k in range(params.n_components) if k not in reasons]
-    if policy == "reseed" and collapsed and healthy and reseeds_left >= len(collapsed):
-        for k in collapsed:
-            donor = max(healthy, key=lambda j: params.weights[j])
-            params = family.split(params, donor=donor, target=k)
-            events.append(Collapse(iteration, k, reasons[k], "reseeded"))
+    if policy == "reseed":
+        donors = sorted((k for k in range(params.n_components)
+                         if k not in reasons and k not in floors),
+                        key=lambda k: -params.weights[k])
+        targets = [k for k in sorted(reasons) if k >= 0]
+        for target, donor in zip(targets[:reseeds_left], donors, strict=False):
+            params = family.split(params, donor=donor, target=target)
+            events.append(Collapse(iteration, target, reasons[target], "reseeded"))
     done = {event.component for event in events}
-    events += [Collapse(iteration, k, reasons[k], "floored") for k in sorted(reasons)
-               if k not in done]
-    return params, events
+    kept = [k for k in sorted(reasons) if k not in done]
+    events += [Collapse(iteration, k, reasons[k], "floored") for k in kept]
+    return params, events, {k: report.floor for k in kept}
 
 
 def _notify(callback, restart, n_restarts, monitor: ConvergenceMonitor, started: float) -> None:

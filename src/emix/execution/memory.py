@@ -17,11 +17,16 @@ from .workspace import Workspace
 #: E-step keeps about three of them, so the working set stays in the tens of MB.
 DEFAULT_CHUNK_BYTES = 8 * 2**20
 
+#: Most rows per chunk: sums inside a chunk run in the data's precision
+#: (float32 for float32 data), so chunks stay short enough for those sums to
+#: keep float32's precision; across chunks everything adds in float64.
+MAX_CHUNK_ROWS = 2**16
+
 
 def default_chunk_rows(n_components: int, n_features: int, itemsize: int) -> int:
     """Rows per chunk so that a (rows, K, d) temporary takes DEFAULT_CHUNK_BYTES."""
     per_row = max(1, n_components) * max(1, n_features) * itemsize
-    return max(64, DEFAULT_CHUNK_BYTES // per_row)
+    return int(min(MAX_CHUNK_ROWS, max(64, DEFAULT_CHUNK_BYTES // per_row)))
 
 
 class InMemoryData:

@@ -44,6 +44,9 @@ class MStepReport:
     #: before any repair; -1 stands for a shared covariance.
     vanished: list[int] = field(default_factory=list)
     singular: list[int] = field(default_factory=list)
+    #: The covariance floor the M-step applied to the newly singular
+    #: components (one component's shape), and would apply to others.
+    floor: np.ndarray | None = None
 
     @property
     def collapsed(self) -> list[int]:
@@ -56,7 +59,8 @@ class Family(Protocol):
     def e_step(self, params: Any, X: np.ndarray, weights: np.ndarray | None,
                workspace: Any) -> Stats: ...
 
-    def m_step(self, stats: Any) -> tuple[Any, MStepReport]: ...
+    def m_step(self, stats: Any, floors: dict[int, np.ndarray] | None = None
+               ) -> tuple[Any, MStepReport]: ...
 
     def split(self, params: Any, *, donor: int, target: int) -> Any: ...
 

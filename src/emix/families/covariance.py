@@ -33,16 +33,18 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import linalg
 
-#: A component whose covariance, relative to the data's own covariance, has a
-#: variance ratio below this in some direction has collapsed (a standard
-#: deviation a millionth of the data's).  Rounding in the centred moments
-#: stays near 1e-15, far below.
-COLLAPSE_RATIO = 1e-12
+#: A variance is indistinguishable from zero when it is below the rounding
+#: level of the numbers it came from, widened by this margin: the data's own
+#: representation (eps x location) and the cancellation in second moments
+#: (eps x the largest variance and squared mean move).
+ROUNDING_MARGIN = 1e3
 
-#: Directions of the data's covariance with eigenvalue below this fraction of
-#: the largest one are treated as absent (a constant or collinear column), so
-#: that data without variance there do not count as a collapse.
-RANK_RTOL = 1e-12
+#: Directions whose eigenvalue in the data's correlation matrix falls below
+#: this are collinear columns: the data have no variance there, and neither
+#: can any component, so they are no collapse.
+COLLINEAR = 1e-10
+
+_EPS = float(np.finfo(np.float64).eps)
 
 
 class SingularCovariance(Exception):
@@ -118,22 +120,43 @@ class CovarianceModel:
         """The data's covariance (law of total variance), one component's shape."""
         raise NotImplementedError
 
-    def collapse_ratio(self, empirical: np.ndarray, total: np.ndarray) -> np.ndarray:
-        """Smallest variance of each covariance relative to the data's, (K,)
-        (a single entry for "tied")."""
+    def degenerate(self, empirical: np.ndarray, means: np.ndarray, delta: np.ndarray,
+                   total: np.ndarray) -> np.ndarray:
+        """Which covariances are singular to rounding, (K,) bool (one entry for
+        "tied").
+
+        Judged in the data's frame: each feature standardised by the data's
+        own standard deviation, constant and collinear directions left out (a
+        constant column is no collapse).  There a covariance is degenerate
+        when its smallest variance is at the rounding level of the numbers it
+        was computed from: ``(m eps)^2 |mu|^2 + m eps (largest variance +
+        |delta|^2)`` with m = ROUNDING_MARGIN.  Far-apart clusters are not
+        compared with each other, only with their own precision.
+        """
         raise NotImplementedError
 
-    def add_scaled_total(self, empirical: np.ndarray, components: np.ndarray,
-                         total: np.ndarray, scale: float) -> np.ndarray:
-        """``empirical`` with ``scale * total`` added to the given components."""
+    def pooled(self, resp_weight: np.ndarray, empirical: np.ndarray,
+               healthy: np.ndarray) -> np.ndarray | None:
+        """The within-component covariance pooled over the ``healthy``
+        components, one component's shape (None for "tied", whose one
+        covariance is the thing that collapsed)."""
+        weights = resp_weight * healthy
+        if not weights.sum() > 0:
+            return None
+        return np.tensordot(weights / weights.sum(), empirical, axes=1)
+
+    def add_floor(self, empirical: np.ndarray, components: list[int],
+                  floor: np.ndarray) -> np.ndarray:
+        """``empirical`` with ``floor`` added to the given components."""
         out = empirical.copy()
-        out[components] += scale * total
+        out[components] += floor
         return out
 
-    def replace_with_total(self, empirical: np.ndarray, components: np.ndarray,
-                           total: np.ndarray) -> np.ndarray:
+    def replace(self, empirical: np.ndarray, components: list[int],
+                value: np.ndarray) -> np.ndarray:
+        """``empirical`` with the given components' covariance set to ``value``."""
         out = empirical.copy()
-        out[components] = total
+        out[components] = value
         return out
 
     def regularise(self, empirical: np.ndarray, reg_covar: float) -> np.ndarray:
@@ -202,19 +225,41 @@ def _cholesky_factors(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cov_chol, prec_chol
 
 
-def _relative_min_eigenvalues(matrices: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Smallest generalised eigenvalue of each matrix against ``total``,
-    restricted to the directions in which ``total`` has variance."""
-    eigenvalues, eigenvectors = np.linalg.eigh(total)
-    largest = eigenvalues[-1] if eigenvalues.size else 0.0
-    if not largest > 0:
-        return np.full(matrices.shape[0], np.inf)
-    keep = eigenvalues > RANK_RTOL * largest
-    if not keep.any():
-        return np.full(matrices.shape[0], np.inf)
-    basis = eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])
-    projected = basis.T @ matrices @ basis
-    return np.linalg.eigvalsh(projected)[:, 0]
+def _rounding_level(means: np.ndarray, delta: np.ndarray, scale: np.ndarray,
+                    largest: np.ndarray) -> np.ndarray:
+    """The variance below which a standardised variance is rounding noise."""
+    location = ((means / scale) ** 2).sum(axis=-1)
+    move = ((delta / scale) ** 2).sum(axis=-1)
+    margin = ROUNDING_MARGIN * _EPS
+    return margin**2 * location + margin * (largest + move)
+
+
+def _varying_features(variance: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Features whose variance in the data exceeds the rounding level of
+    their values (the others are constant columns)."""
+    location = np.abs(means).max(axis=0)
+    return variance > (ROUNDING_MARGIN * _EPS * location) ** 2
+
+
+def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndarray,
+                         total: np.ndarray) -> np.ndarray:
+    """:meth:`CovarianceModel.degenerate` for (K', d, d) matrices; K' = 1
+    judges one shared matrix against every component's location."""
+    varying = _varying_features(np.diagonal(total).copy(), means)
+    if not varying.any():
+        return np.zeros(matrices.shape[0], dtype=bool)
+    scale = np.sqrt(np.diagonal(total)[varying])
+    correlation = total[np.ix_(varying, varying)] / np.outer(scale, scale)
+    eigenvalues, eigenvectors = np.linalg.eigh(correlation)
+    keep = eigenvalues > COLLINEAR * eigenvalues[-1]
+    basis = eigenvectors[:, keep] / scale[:, None]
+    projected = basis.T @ matrices[:, varying][:, :, varying] @ basis
+    spectrum = np.linalg.eigvalsh(projected)
+    level = _rounding_level(means[:, varying], delta[:, varying], scale,
+                            spectrum[:, -1] if matrices.shape[0] > 1 else spectrum[0, -1])
+    if matrices.shape[0] == 1:
+        level = np.atleast_1d(level.max())
+    return spectrum[:, 0] <= level
 
 
 def _symmetrise(matrices: np.ndarray) -> np.ndarray:
@@ -284,8 +329,8 @@ class FullCovariance(CovarianceModel):
         between = np.einsum("k,ki,kj->ij", fractions, spread, spread)
         return _symmetrise(within + between)
 
-    def collapse_ratio(self, empirical, total):
-        return _relative_min_eigenvalues(empirical, total)
+    def degenerate(self, empirical, means, delta, total):
+        return _degenerate_matrices(empirical, means, delta, total)
 
     def regularise(self, empirical, reg_covar):
         out = empirical.copy()
@@ -359,13 +404,16 @@ class TiedCovariance(CovarianceModel):
         between = np.einsum("k,ki,kj->ij", fractions, spread, spread)
         return _symmetrise(empirical + between)
 
-    def collapse_ratio(self, empirical, total):
-        return _relative_min_eigenvalues(empirical[None], total)
+    def degenerate(self, empirical, means, delta, total):
+        return _degenerate_matrices(empirical[None], means, delta, total)
 
-    def add_scaled_total(self, empirical, components, total, scale):
-        return empirical + scale * total
+    def pooled(self, resp_weight, empirical, healthy):
+        return None
 
-    def replace_with_total(self, empirical, components, total):
+    def add_floor(self, empirical, components, floor):
+        return empirical + floor
+
+    def replace(self, empirical, components, value):
         return empirical  # one shared covariance: nothing belongs to k alone
 
     def regularise(self, empirical, reg_covar):
@@ -425,12 +473,15 @@ class DiagCovariance(CovarianceModel):
         spread = means - fractions @ means
         return fractions @ (empirical + spread**2)
 
-    def collapse_ratio(self, empirical, total):
-        largest = total.max()
-        keep = total > RANK_RTOL * largest
-        if not largest > 0 or not keep.any():
-            return np.full(empirical.shape[0], np.inf)
-        return (empirical[:, keep] / total[keep]).min(axis=1)
+    def degenerate(self, empirical, means, delta, total):
+        varying = _varying_features(total, means)
+        if not varying.any():
+            return np.zeros(empirical.shape[0], dtype=bool)
+        scale = np.sqrt(total[varying])
+        standardised = empirical[:, varying] / scale**2
+        level = _rounding_level(means[:, varying], delta[:, varying], scale,
+                                standardised.max(axis=1))
+        return standardised.min(axis=1) <= level
 
     def regularise(self, empirical, reg_covar):
         return empirical + reg_covar
@@ -488,10 +539,12 @@ class SphericalCovariance(CovarianceModel):
         spread = means - fractions @ means
         return fractions @ (empirical + np.einsum("kd,kd->k", spread, spread) / means.shape[1])
 
-    def collapse_ratio(self, empirical, total):
-        if not total > 0:
-            return np.full(empirical.shape[0], np.inf)
-        return empirical / total
+    def degenerate(self, empirical, means, delta, total):
+        if not total > (ROUNDING_MARGIN * _EPS * np.abs(means).max()) ** 2:
+            return np.zeros(empirical.shape[0], dtype=bool)  # the data are one point
+        scale = np.full(means.shape[1], np.sqrt(total))
+        standardised = empirical / total
+        return standardised <= _rounding_level(means, delta, scale, standardised)
 
     def regularise(self, empirical, reg_covar):
         return empirical + reg_covar
@@ -539,11 +592,13 @@ def _invert_spd(precisions: np.ndarray) -> np.ndarray:
     covariances = np.empty_like(precisions)
     identity = np.eye(precisions.shape[-1])
     for k, precision in enumerate(precisions):
-        if not np.allclose(precision, precision.T, rtol=1e-10, atol=0):
+        # Inverses computed in floating point are symmetric only to rounding.
+        if np.abs(precision - precision.T).max() > 1e-10 * np.abs(precision).max():
             failed.append(k)
             continue
         try:
-            chol = linalg.cholesky(precision, lower=True, check_finite=False)
+            chol = linalg.cholesky(0.5 * (precision + precision.T), lower=True,
+                                   check_finite=False)
         except linalg.LinAlgError:
             failed.append(k)
             continue

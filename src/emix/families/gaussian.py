@@ -30,7 +30,6 @@ import numpy as np
 from ..exceptions import DegenerateComponentError, NumericalError
 from .base import MStepReport
 from .covariance import (
-    COLLAPSE_RATIO,
     COVARIANCE_MODELS,
     CovarianceModel,
     Prepared,
@@ -41,9 +40,11 @@ from .covariance import (
 #: its mean would be a ratio of rounding errors.
 VANISHED_FRACTION = 1e-12
 
-#: A collapsed component that is kept gets this fraction of the data's
-#: covariance added to its own ("floor"): it can no longer shrink onto a point,
-#: and the floor moves with the data under affine changes.
+#: A collapsed component that is kept gets this fraction of the healthy
+#: components' pooled covariance added to its own ("floor"): it can no longer
+#: shrink onto a point, the floor is on the scale of the clusters rather than
+#: of the distances between them, and it moves with the data under affine
+#: changes.
 FLOOR_FRACTION = 1e-4
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -60,7 +61,7 @@ class GaussianParams:
     weights: np.ndarray  # (K,)
     means: np.ndarray  # (K, d)
     covariances: np.ndarray
-    cov_chol: np.ndarray
+    cov_chol: np.ndarray | None  # None where only posteriors are needed (prediction)
     prec_chol: np.ndarray
     _prepared: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -159,8 +160,9 @@ class GaussianFamily:
             # A central point subtracted before any matrix product, so that
             # data far from the origin keep their digits.
             shift = params.weights @ params.means
+            # A zero weight (a user's weights_init) means log 0: keep it finite.
             const = (
-                np.log(params.weights)
+                np.log(np.maximum(params.weights, np.finfo(np.float64).tiny))
                 + self.covariance.log_det_prec_chol(params.prec_chol, n_components, n_features)
                 - 0.5 * n_features * _LOG_2PI
             )
@@ -190,11 +192,7 @@ class GaussianFamily:
         # scipy's), then the exponentials in place.
         row_max = resp.max(axis=1)
         if not np.all(np.isfinite(row_max)):
-            raise NumericalError(
-                "a sample is so far from every component that its squared "
-                "distance overflows; rescale the data (e.g. standardise each "
-                "column) so that its range fits in floating point"
-            )
+            return self._posterior_far_rows(params, X, workspace, row_max)
         resp -= row_max[:, None]
         np.exp(resp, out=resp)
         row_sum = resp.sum(axis=1)
@@ -202,6 +200,22 @@ class GaussianFamily:
         log_norm = np.log(row_sum)
         log_norm += row_max
         return resp, log_norm, whitened, squared_norm
+
+    def _posterior_far_rows(self, params, X, workspace, row_max):
+        """The posterior when some rows' squared distances overflow ``X.dtype``:
+        float32 rows are recomputed in float64 (their log-density may still
+        round to -inf in float32); in float64 the data are beyond range."""
+        if X.dtype == np.float64:
+            raise NumericalError(
+                "a sample is so far from every component that its squared distance "
+                "overflows; rescale the data (e.g. standardise each column) so that "
+                "its range fits in floating point"
+            )
+        resp, log_norm, whitened, squared_norm = self._posterior(
+            params, X.astype(np.float64), workspace)
+        with np.errstate(over="ignore"):
+            return (resp.astype(X.dtype), log_norm.astype(X.dtype),
+                    whitened.astype(X.dtype), squared_norm.astype(X.dtype))
 
     def e_step(self, params: GaussianParams, X: np.ndarray, weights: np.ndarray | None,
                workspace: Any) -> GaussianStats:
@@ -268,18 +282,25 @@ class GaussianFamily:
         return resp.copy(), log_norm.copy()
 
     # -- M-step ------------------------------------------------------------------
-    def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, MStepReport]:
-        """New parameters from statistics, with collapsed components floored.
+    def m_step(self, stats: GaussianStats, floors: dict[int, np.ndarray] | None = None
+               ) -> tuple[GaussianParams, MStepReport]:
+        """New parameters from statistics; collapsed components come back usable.
 
         A component has *vanished* when its share of the weight is below
-        ``VANISHED_FRACTION``; it is *singular* when its covariance, relative
-        to the data's covariance, has a variance ratio below
-        ``COLLAPSE_RATIO`` in some direction in which the data vary.  Both are
-        repaired here (vanished: old mean, the data's covariance; singular:
-        ``FLOOR_FRACTION`` of the data's covariance added) so that the
-        parameters are always usable; the caller's policy decides whether to
-        split another component into it instead, or to raise.
+        ``VANISHED_FRACTION`` (it keeps its mean and takes the data's
+        covariance); it is *singular* when its covariance is singular to
+        rounding in a direction in which the data vary (see
+        :meth:`CovarianceModel.degenerate`) and then gets ``FLOOR_FRACTION``
+        of the within-component covariance of the healthy components added.
+
+        ``floors`` are the floors of earlier M-steps, keyed by component (-1
+        for a shared covariance): a floor, once applied, stays, as a fixed
+        regulariser of that component, so that the component cannot cycle
+        between collapsing and being repaired.  Only collapses of components
+        without a floor are reported; the caller's policy decides whether to
+        keep the floor, split another component into it, or raise.
         """
+        floors = floors or {}
         model = self.covariance
         resp_weight = stats.resp_weight
         total = float(resp_weight.sum())
@@ -291,20 +312,26 @@ class GaussianFamily:
         empirical = model.empirical(safe_weight, delta, np.asarray(stats.second), total)
         kept_weight = np.where(vanished, 0.0, resp_weight)
         total_cov = model.total_covariance(kept_weight, means, empirical)
-        ratio = model.collapse_ratio(empirical, total_cov)
+        degenerate = model.degenerate(empirical, means, delta, total_cov)
 
-        report = MStepReport(vanished=[int(k) for k in np.flatnonzero(vanished)])
+        gone = [int(k) for k in np.flatnonzero(vanished)]
+        empirical = model.replace(empirical, gone, total_cov)  # no data left to estimate from
         if model.per_component:
-            singular = np.flatnonzero((ratio < COLLAPSE_RATIO) & ~vanished)
-            report.singular = [int(k) for k in singular]
-            if report.vanished:
-                empirical = model.replace_with_total(empirical, np.asarray(report.vanished),
-                                                     total_cov)
+            singular = [int(k) for k in np.flatnonzero(degenerate & ~vanished)]
+            healthy = ~(degenerate | vanished)
+            healthy[[k for k in floors if k >= 0]] = False
         else:
-            singular = np.flatnonzero(ratio < COLLAPSE_RATIO)
-            report.singular = [-1] if singular.size else []
-        if report.singular:
-            empirical = model.add_scaled_total(empirical, singular, total_cov, FLOOR_FRACTION)
+            singular = [-1] if degenerate[0] else []
+            healthy = ~vanished
+        reference = model.pooled(resp_weight, empirical, healthy)
+        if reference is None or not _size(reference) > 0:
+            reference = total_cov
+        report = MStepReport(vanished=[k for k in gone if k not in floors],
+                             singular=[k for k in singular if k not in floors],
+                             floor=FLOOR_FRACTION * reference)
+        for component, floor in {**{k: report.floor for k in report.singular},
+                                 **floors}.items():
+            empirical = model.add_floor(empirical, [component], floor)
 
         weights = np.maximum(resp_weight / total, np.finfo(np.float64).tiny)
         weights /= weights.sum()
@@ -318,8 +345,9 @@ class GaussianFamily:
         mean one standard deviation away along the donor's principal axis.
         """
         model = self.covariance
-        n_components, n_features = params.means.shape
-        covariance = model.full_matrices(params.covariances, n_components, n_features)[donor]
+        n_features = params.n_features
+        own = params.covariances[donor:donor + 1] if model.per_component else params.covariances
+        covariance = model.full_matrices(own, 1, n_features)[0]
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         means = params.means.copy()
         means[target] = means[donor] + np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
@@ -342,11 +370,22 @@ class GaussianFamily:
         except SingularCovariance as exc:
             which = ("the shared covariance" if not self.covariance.per_component
                      else f"component(s) {exc.components}")
+            largest = float(np.max(np.abs(covariances)))
+            if self.reg_covar > 0:
+                remedy = (f"reg_covar={self.reg_covar:g} is below the rounding level of "
+                          f"covariances as large as {largest:.3g}: use reg_covar of at "
+                          f"least {1e-12 * largest:.1g}, or")
+            else:
+                remedy = ("reg_covar=0 adds nothing there. Set reg_covar > 0 (e.g. 1e-6 times "
+                          "the data's variance), or")
             raise DegenerateComponentError(
                 f"the covariance of {which} is singular even after repair: the data "
-                f"have no variance in some direction (a constant or collinear column, "
-                f"or all samples identical) and reg_covar={self.reg_covar:g} adds "
-                "nothing there. Set reg_covar > 0 (e.g. 1e-6 times the data's "
-                "variance) or drop the constant/collinear columns."
+                "have no variance in some direction (a constant or collinear column, or "
+                f"all samples identical). {remedy} drop the constant/collinear columns."
             ) from None
 
+
+
+def _size(covariance: np.ndarray) -> float:
+    """Sum of the variances held by a covariance of any structure."""
+    return float(np.trace(covariance) if covariance.ndim == 2 else np.sum(covariance))
