@@ -109,6 +109,15 @@ def write_members(path: pathlib.Path, members: dict[str, bytes]) -> None:
             archive.writestr(name, data)
 
 
+def rewrite(path: pathlib.Path, edit) -> None:
+    """Rewrite a model file after ``edit(manifest, members)`` changed them."""
+    members = read_members(path)
+    manifest = json.loads(members["manifest.json"])
+    edit(manifest, members)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    write_members(path, members)
+
+
 def npy_bytes(array: np.ndarray, allow_pickle: bool = False) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=allow_pickle)
@@ -301,11 +310,7 @@ def test_load_json_text_file(tmp_path):
 
 def test_load_manifest_of_another_format(saved):
     _, path = saved
-    members = read_members(path)
-    manifest = json.loads(members["manifest.json"])
-    manifest["format"] = "other.model"
-    members["manifest.json"] = json.dumps(manifest).encode()
-    write_members(path, members)
+    rewrite(path, lambda manifest, members: manifest.update(format="other.model"))
     with pytest.raises(ModelFileError, match=r"format is not 'emix\.model'"):
         emix.load(path)
 
@@ -323,24 +328,21 @@ def test_load_tampered_array_fails_checksum(saved):
 
 def test_load_newer_format_version(saved):
     _, path = saved
-    members = read_members(path)
-    manifest = json.loads(members["manifest.json"])
-    manifest["format_version"] = manifest["format_version"] + 1
-    members["manifest.json"] = json.dumps(manifest).encode()
-    write_members(path, members)
+    rewrite(path, lambda manifest, members: manifest.update(
+        format_version=manifest["format_version"] + 1))
     with pytest.raises(ModelFileError, match=r"model format 2 .*Upgrade emix"):
         emix.load(path)
 
 
 def test_load_weights_not_summing_to_one(saved):
     _, path = saved
-    members = read_members(path)
-    manifest = json.loads(members["manifest.json"])
-    weights = npy_array(members["arrays/weights_.npy"]) * 0.5  # sums to 0.5
-    members["arrays/weights_.npy"] = npy_bytes(weights)
-    manifest["arrays"]["arrays/weights_"]["sha256"] = sha256_of(weights)
-    members["manifest.json"] = json.dumps(manifest).encode()
-    write_members(path, members)
+
+    def halve_weights(manifest, members):
+        weights = npy_array(members["arrays/weights_.npy"]) * 0.5  # sums to 0.5
+        members["arrays/weights_.npy"] = npy_bytes(weights)
+        manifest["arrays"]["arrays/weights_"]["sha256"] = sha256_of(weights)
+
+    rewrite(path, halve_weights)
     with pytest.raises(ModelFileError, match="weights_ are not a probability vector"):
         emix.load(path)
 
@@ -388,12 +390,12 @@ def test_load_refuses_pickle_disguised_as_float_array(saved, tmp_path):
 def test_load_refuses_manifest_declaring_object_dtype(saved, tmp_path):
     _, path = saved
     marker = tmp_path / "pwned"
-    members = read_members(path)
-    manifest = json.loads(members["manifest.json"])
-    manifest["arrays"]["arrays/weights_"]["dtype"] = "|O"
-    members["manifest.json"] = json.dumps(manifest).encode()
-    members["arrays/weights_.npy"] = pickle_payload(marker)
-    write_members(path, members)
+
+    def declare_object_array(manifest, members):
+        manifest["arrays"]["arrays/weights_"]["dtype"] = "|O"
+        members["arrays/weights_.npy"] = pickle_payload(marker)
+
+    rewrite(path, declare_object_array)
     with pytest.raises(ModelFileError, match=r"declared as \|O.*only numeric arrays"):
         emix.load(path)
     assert not marker.exists()

@@ -436,7 +436,45 @@ class TiedCovariance(CovarianceModel):
         return z @ cov_chol.T
 
 
-class DiagCovariance(CovarianceModel):
+class _ScaleModel(CovarianceModel):
+    """Structures without correlations, where the covariance factor is a
+    plain scale: one per feature (diag) or one per component (spherical).
+    ``prec_chol.reshape(K, -1)`` broadcasts against (K, d) in both."""
+
+    def prepare(self, means, prec_chol, shift, dtype):
+        return {"means": means.astype(dtype),
+                "prec_chol": prec_chol.reshape(means.shape[0], -1).astype(dtype)}
+
+    def whiten(self, X, prepared, out, workspace):
+        np.subtract(X[:, None, :], prepared["means"][None], out=out)
+        out *= prepared["prec_chol"]
+
+    def unwhiten(self, first, second, cov_chol):
+        return first * cov_chol.reshape(first.shape[0], -1), second * cov_chol**2
+
+    def regularise(self, empirical, reg_covar):
+        return empirical + reg_covar
+
+    def factor(self, covariances):
+        bad = ~(np.isfinite(covariances) & (covariances > 0))
+        _raise_for_rows(bad)
+        scale = np.sqrt(covariances)
+        prec_chol = 1.0 / scale
+        _raise_for_rows(~np.isfinite(prec_chol))
+        return scale, prec_chol
+
+    def precisions(self, prec_chol):
+        return prec_chol**2
+
+    def covariances_from_precisions(self, precisions):
+        _raise_for_rows(~(np.isfinite(precisions) & (precisions > 0)))
+        return 1.0 / precisions
+
+    def _scale_noise(self, z, cov_chol, k):
+        return z * cov_chol[k]
+
+
+class DiagCovariance(_ScaleModel):
     """Each component has its own variance per feature (no correlations)."""
 
     name = "diag"
@@ -447,13 +485,6 @@ class DiagCovariance(CovarianceModel):
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
 
-    def prepare(self, means, prec_chol, shift, dtype):
-        return {"means": means.astype(dtype), "prec_chol": prec_chol.astype(dtype)}
-
-    def whiten(self, X, prepared, out, workspace):
-        np.subtract(X[:, None, :], prepared["means"][None], out=out)
-        out *= prepared["prec_chol"]
-
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return np.log(prec_chol).sum(axis=1)
 
@@ -461,9 +492,6 @@ class DiagCovariance(CovarianceModel):
         squared = workspace.array("weighted", Y.shape, Y.dtype)
         np.multiply(Y, Y, out=squared)
         return np.einsum("mk,mkd->kd", rw, squared).astype(np.float64, copy=False)
-
-    def unwhiten(self, first, second, cov_chol):
-        return first * cov_chol, second * cov_chol**2
 
     def empirical(self, resp_weight, delta, second, total):
         return np.maximum(second / resp_weight[:, None] - delta**2, 0.0)
@@ -483,26 +511,11 @@ class DiagCovariance(CovarianceModel):
                                 standardised.max(axis=1))
         return standardised.min(axis=1) <= level
 
-    def regularise(self, empirical, reg_covar):
-        return empirical + reg_covar
-
-    def factor(self, covariances):
-        return _sqrt_factors(covariances)
-
-    def precisions(self, prec_chol):
-        return prec_chol**2
-
-    def covariances_from_precisions(self, precisions):
-        return _invert_positive(precisions)
-
     def full_matrices(self, covariances, n_components, n_features):
         return np.stack([np.diag(v) for v in covariances])
 
-    def _scale_noise(self, z, cov_chol, k):
-        return z * cov_chol[k]
 
-
-class SphericalCovariance(CovarianceModel):
+class SphericalCovariance(_ScaleModel):
     """Each component has one variance shared by all features."""
 
     name = "spherical"
@@ -513,21 +526,11 @@ class SphericalCovariance(CovarianceModel):
     def n_parameters(self, n_components, n_features):
         return n_components
 
-    def prepare(self, means, prec_chol, shift, dtype):
-        return {"means": means.astype(dtype), "prec_chol": prec_chol[:, None].astype(dtype)}
-
-    def whiten(self, X, prepared, out, workspace):
-        np.subtract(X[:, None, :], prepared["means"][None], out=out)
-        out *= prepared["prec_chol"]
-
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return n_features * np.log(prec_chol)
 
     def whitened_second_moment(self, Y, sq, rw, workspace):
         return np.einsum("mk,mk->k", rw, sq).astype(np.float64, copy=False)
-
-    def unwhiten(self, first, second, cov_chol):
-        return first * cov_chol[:, None], second * cov_chol**2
 
     def empirical(self, resp_weight, delta, second, total):
         n_features = delta.shape[1]
@@ -546,44 +549,15 @@ class SphericalCovariance(CovarianceModel):
         standardised = empirical / total
         return standardised <= _rounding_level(means, delta, scale, standardised)
 
-    def regularise(self, empirical, reg_covar):
-        return empirical + reg_covar
-
-    def factor(self, covariances):
-        return _sqrt_factors(covariances)
-
-    def precisions(self, prec_chol):
-        return prec_chol**2
-
-    def covariances_from_precisions(self, precisions):
-        return _invert_positive(precisions)
-
     def full_matrices(self, covariances, n_components, n_features):
         return covariances[:, None, None] * np.eye(n_features)
 
-    def _scale_noise(self, z, cov_chol, k):
-        return z * cov_chol[k]
 
-
-def _sqrt_factors(variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    bad = ~(np.isfinite(variances) & (variances > 0))
+def _raise_for_rows(bad: np.ndarray) -> None:
+    """Raise SingularCovariance naming the components (rows) with a bad entry."""
     if bad.any():
         rows = bad.reshape(bad.shape[0], -1).any(axis=1)
         raise SingularCovariance([int(k) for k in np.flatnonzero(rows)])
-    scale = np.sqrt(variances)
-    prec_chol = 1.0 / scale
-    if not np.all(np.isfinite(prec_chol)):
-        rows = (~np.isfinite(prec_chol)).reshape(prec_chol.shape[0], -1).any(axis=1)
-        raise SingularCovariance([int(k) for k in np.flatnonzero(rows)])
-    return scale, prec_chol
-
-
-def _invert_positive(precisions: np.ndarray) -> np.ndarray:
-    bad = ~(np.isfinite(precisions) & (precisions > 0))
-    if bad.any():
-        rows = bad.reshape(bad.shape[0], -1).any(axis=1)
-        raise SingularCovariance([int(k) for k in np.flatnonzero(rows)])
-    return 1.0 / precisions
 
 
 def _invert_spd(precisions: np.ndarray) -> np.ndarray:
