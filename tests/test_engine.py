@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from emix import ConvergenceWarning, GaussianMixture
+from emix import ConvergenceWarning, GaussianMixture, InvalidInputError
 from emix.em.engine import run_em, run_restarts
 from emix.em.monitor import CONVERGED, DIVERGED, MAX_ITER, RUNNING, ConvergenceMonitor
 from emix.execution import InMemoryData
@@ -37,6 +37,8 @@ def test_monitor_states():
     monitor = ConvergenceMonitor(tol=1e-3, max_iter=50)
     monitor.start(-3.0)
     assert monitor.update(-3.5, fresh_start=True) == RUNNING  # after a reseed
+    assert monitor.update(-3.7, regularised=True) == RUNNING  # reg_covar's objective
+    assert monitor.decreases == [(2, pytest.approx(-0.2))]
     assert monitor.update(float("nan")) == DIVERGED
 
 
@@ -59,6 +61,18 @@ def test_converged_fit_history_ends_within_tol():
     assert model.lower_bound_ == pytest.approx(model.score(X), rel=1e-12)
 
 
+def test_large_regulariser_is_not_divergence():
+    # With reg_covar far above the data's variance the plain likelihood can
+    # fall at every step; that is the regularised objective, not a failure.
+    X = blobs(400, 2, 2, seed=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixture(4, covariance_type="diag", reg_covar=1.0,
+                                random_state=0).fit(X)
+    assert model.convergence_state_ != "diverged"
+    assert model.n_iter_ > 1
+
+
 class _Sabotaged(GaussianFamily):
     """A family whose M-step ruins the fit at the third iteration."""
 
@@ -76,7 +90,7 @@ class _Sabotaged(GaussianFamily):
 
 def test_divergence_returns_the_best_parameters_seen():
     X, labels = blobs(400, 2, 2, seed=3, return_labels=True)
-    family = _Sabotaged("full")
+    family = _Sabotaged("full", reg_covar=0.0)  # unregularised EM must never fall
     data = InMemoryData(X, chunk_rows=64)
     init = fixed_init(X, 2, "full", 0, labels)
     start = family.make_params(init["weights_init"], init["means_init"],
@@ -184,3 +198,13 @@ def test_icl_is_bic_plus_twice_the_classification_entropy():
         -2 * model.score(X) * len(X) + n_parameters * np.log(len(X)), rel=1e-12)
     assert model.aic(X) == pytest.approx(-2 * model.score(X) * len(X) + 2 * n_parameters,
                                          rel=1e-12)
+
+
+@pytest.mark.parametrize("change", [{"n_components": 3}, {"covariance_type": "diag"},
+                                    {"covariance_type": "tied"}])
+def test_warm_start_with_other_shapes_is_a_clear_error(change):
+    X = blobs(300, 2, 2, seed=13)
+    model = GaussianMixture(2, warm_start=True, random_state=0).fit(X)
+    model.set_params(**change)
+    with pytest.raises(InvalidInputError, match="warm_start=True continues the fitted model"):
+        model.fit(X)

@@ -314,3 +314,75 @@ def test_float32_row_whose_square_overflows_float32_is_scored_in_float64():
     np.testing.assert_allclose(scores, model.score_samples(far.astype(np.float64)), rtol=1e-5)
     proba = model.predict_proba(far)
     assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_offset_common_to_all_columns_is_no_collapse(covariance_type):
+    # Every column at 1e8 with standard deviation 1e-3, clusters 100 sd apart:
+    # the offset limits no computation (everything is centred), so nothing
+    # collapses and the fit equals that of the centred data.
+    rng = np.random.default_rng(1)
+    base = 1e-3 * rng.standard_normal((2000, 3))
+    base[:1000, 0] += 0.1
+    shifted = _fit(base + 1e8, 2, covariance_type)
+    centred = _fit(base, 2, covariance_type)
+    assert shifted.collapses_ == [] and centred.collapses_ == []
+    order = np.argsort(shifted.means_[:, 0])
+    expected_order = np.argsort(centred.means_[:, 0])
+    covariances = np.asarray(shifted.covariances_)
+    expected = np.asarray(centred.covariances_)
+    if covariance_type != "tied":
+        covariances, expected = covariances[order], expected[expected_order]
+    np.testing.assert_allclose(covariances, expected, rtol=1e-3, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_constant_column_far_from_zero_is_no_collapse(covariance_type):
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.standard_normal(2000), np.full(2000, 1e13)])
+    X[:1000, 0] += 10
+    model = _fit(X, 2, covariance_type)
+    assert model.collapses_ == []
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_an_atom_never_ends_the_fit_as_diverged(covariance_type):
+    # 15 copies of one point and 5 of another among 60: components floored
+    # mid-fit, after which the plain likelihood may fall for a while.
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((60, 2))
+        X[:15], X[15:20] = X[0], X[15]
+        model = _fit(X, 6, covariance_type, max_iter=300, tol=1e-6)
+        assert model.convergence_state_ != "diverged", seed
+        assert_finite_fit(model)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_ill_conditioned_float32_model_samples_and_warm_starts(covariance_type):
+    # Rounding the fitted covariances to float32 makes them indefinite; the
+    # covariance factor comes from the stored precision factor instead.
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.standard_normal((2, 3000))
+    X = np.column_stack([1e3 * z1, 1e3 * z1 + 0.1 * z2])
+    X[:1500] += [1e4, -1e4]
+    model = _fit(X.astype(np.float32), 2, covariance_type)
+    samples, _ = model.sample(100)
+    assert samples.dtype == np.float32 and np.all(np.isfinite(samples))
+    model.set_params(warm_start=True, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X.astype(np.float32))
+    assert_finite_fit(model)
+
+
+@pytest.mark.parametrize("scale", [1e-320, 1e-300, 1e300])
+def test_weights_scale_changes_nothing(scale):
+    X = blobs(400, 2, 2, seed=3)
+    counts = np.random.default_rng(4).integers(1, 4, size=len(X)).astype(float)
+    reference = GaussianMixture(2, random_state=0).fit(X, sample_weight=counts)
+    scaled = GaussianMixture(2, random_state=0).fit(X, sample_weight=counts * scale)
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(scaled, name), getattr(reference, name),
+                                   rtol=1e-10, atol=1e-14)
+    assert scaled.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-12)

@@ -93,7 +93,7 @@ def floating_point_guard() -> Iterator[None]:
             yield
     except FloatingPointError as exc:
         raise NumericalError(
-            f"a computation left floating point's range ({exc}): the data's values or "
-            "spread are too large to square. Rescale the columns (e.g. standardise "
-            "them) and fit again."
+            f"a computation left floating point's range ({exc}): the data's values, "
+            "spread or variances are too large or too small for this precision. "
+            "Rescale the columns (e.g. standardise them) and fit again."
         ) from None

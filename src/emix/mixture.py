@@ -232,6 +232,10 @@ class GaussianMixture:
         names = check.feature_names_of(X)
         X = check.as_float_array(X)
         weights = check.check_sample_weight(sample_weight, X.shape[0])
+        if weights is not None:
+            # The fit does not depend on the weights' scale; a power of two
+            # brings them near 1 exactly, whatever their range (1e-320, 1e300).
+            weights = np.ldexp(weights, -np.frexp(weights.max())[1])
         n_components = settings["n_components"]
         self._check_sample_count(X, weights, n_components)
         family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
@@ -254,7 +258,8 @@ class GaussianMixture:
         continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if continuing:
             self._check_n_features(X)
-            start = self._fitted_params(family)
+            self._check_warm_start_shapes(family, n_components, X.shape[1])
+            start = self._fitted_params()
 
             def initialise(restart: int) -> GaussianParams:
                 return start
@@ -302,6 +307,18 @@ class GaussianMixture:
             "chunk_size": (None if self.chunk_size is None
                            else check.check_int("chunk_size", self.chunk_size, minimum=1)),
         }
+
+    def _check_warm_start_shapes(self, family: GaussianFamily, n_components: int,
+                                 n_features: int) -> None:
+        expected = family.covariance.shape(n_components, n_features)
+        fitted = (np.shape(self.means_)[0], np.shape(self.covariances_))
+        if fitted != (n_components, expected):
+            raise InvalidInputError(
+                f"warm_start=True continues the fitted model ({fitted[0]} components, "
+                f"covariances of shape {fitted[1]}), but the settings now ask for "
+                f"n_components={n_components}, covariance_type={self.covariance_type!r}. "
+                "Set warm_start=False to fit afresh."
+            )
 
     @staticmethod
     def _check_sample_count(X: np.ndarray, weights: np.ndarray | None,
@@ -416,24 +433,32 @@ class GaussianMixture:
                         progress.state)
 
     # -- using a fitted model --------------------------------------------------------
-    def _fitted_params(self, family: GaussianFamily | None = None) -> GaussianParams:
-        """Parameters rebuilt from the public attributes (a model with edited
-        or loaded attributes uses exactly those), factored for fitting."""
-        self._check_is_fitted()
-        family = family or GaussianFamily(self.covariance_type, self.reg_covar)
-        return family.make_params(np.asarray(self.weights_, dtype=np.float64),
-                                  np.asarray(self.means_, dtype=np.float64),
-                                  np.asarray(self.covariances_, dtype=np.float64))
+    def _fitted_params(self, *, with_factor: bool = True) -> GaussianParams:
+        """Parameters rebuilt from the public attributes, so that a model with
+        edited or loaded attributes uses exactly those.
 
-    def _prediction_params(self) -> GaussianParams:
-        """Parameters for the E-step alone, straight from the stored
-        ``precisions_cholesky_``: no factorisation per call."""
+        The E-step uses the stored ``precisions_cholesky_`` as they are (no
+        factorisation per call); ``with_factor`` adds the matching covariance
+        factor ``L = P^{-T}`` that fitting and sampling need, derived from
+        ``P`` rather than from covariances that may have been rounded to
+        float32.
+        """
         self._check_is_fitted()
+        model = COVARIANCE_MODELS[self.covariance_type]
+        prec_chol = np.asarray(self.precisions_cholesky_, dtype=np.float64)
+        cov_chol = None
+        if with_factor:
+            try:
+                cov_chol = model.cov_chol_from_prec_chol(prec_chol)
+            except np.linalg.LinAlgError:
+                raise InvalidInputError(
+                    "precisions_cholesky_ is singular; it must be an invertible "
+                    "precision factor (refit the model rather than editing it)."
+                ) from None
         return GaussianParams(weights=np.asarray(self.weights_, dtype=np.float64),
                               means=np.asarray(self.means_, dtype=np.float64),
                               covariances=np.asarray(self.covariances_, dtype=np.float64),
-                              cov_chol=None,
-                              prec_chol=np.asarray(self.precisions_cholesky_, dtype=np.float64))
+                              cov_chol=cov_chol, prec_chol=prec_chol)
 
     def _check_is_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
@@ -443,7 +468,7 @@ class GaussianMixture:
             )
 
     def _data_for_prediction(self, X: Any) -> tuple[GaussianFamily, GaussianParams, InMemoryData]:
-        params = self._prediction_params()
+        params = self._fitted_params(with_factor=False)
         family = GaussianFamily(self.covariance_type, self.reg_covar)
         self._check_feature_names(X)
         X = check.as_float_array(X)

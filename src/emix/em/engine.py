@@ -89,7 +89,8 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
         params = new_params
         stats = data.map_reduce(partial(family.e_step, params))
         log_likelihood = stats.log_likelihood / stats.total_weight
-        monitor.update(log_likelihood, fresh_start=fresh_start)
+        monitor.update(log_likelihood, fresh_start=fresh_start,
+                       regularised=bool(floors) or family.regularised)
         if log_likelihood > best[0] or fresh_start:
             best = (log_likelihood, params, monitor.n_iter)
         _notify(callback, restart, n_restarts, monitor, started)

@@ -2,9 +2,15 @@
 
 ``converged`` means the log-likelihood changed by less than ``tol`` between
 two iterations; reaching ``max_iter`` is a state of its own, never reported
-as convergence; ``diverged`` means the log-likelihood fell by a margin that
-rounding and regularisation cannot explain, and the best parameters seen are
-returned instead of the last.
+as convergence; ``diverged`` means the log-likelihood became non-finite, or
+fell by more than rounding explains while EM was unregularised, and the
+best parameters seen are returned instead of the last.
+
+Why only unregularised EM: plain EM never lowers the likelihood, but with
+``reg_covar`` (or a collapse floor) the M-step maximises a regularised
+objective, and the plain likelihood may fall by design (far more than
+rounding when ``reg_covar`` is large against the data's variance).  Such
+falls are recorded in ``decreases``, not treated as failure.
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ CONVERGED = "converged"
 MAX_ITER = "max_iter"
 DIVERGED = "diverged"
 
-#: A fall of the per-sample log-likelihood larger than this many times tol
-#: (and than 1e-6 relative) is divergence.  Smaller falls can come from
-#: reg_covar, which makes the M-step a slightly regularised maximiser.
+#: In unregularised EM, a fall of the per-sample log-likelihood larger than
+#: this many times tol (and than 1e-6 relative) is divergence.
 DIVERGENCE_FACTOR = 10.0
 
 
@@ -47,16 +52,22 @@ class ConvergenceMonitor:
         self.state = self._state_after(None, log_likelihood, fresh_start=True)
         return self.state
 
-    def update(self, log_likelihood: float, *, fresh_start: bool = False) -> str:
-        """Record one iteration; ``fresh_start`` after a discontinuous change
-        of the parameters (a reseeded component), which is neither progress
-        nor divergence."""
+    def update(self, log_likelihood: float, *, fresh_start: bool = False,
+               regularised: bool = False) -> str:
+        """Record one iteration.
+
+        ``fresh_start`` after a discontinuous change of the parameters (a new
+        floor or a reseed), which is neither progress nor divergence;
+        ``regularised`` when the M-step maximised a regularised objective,
+        whose falls of the plain likelihood are expected.
+        """
         previous = self.history[-1]
         self.history.append(log_likelihood)
-        self.state = self._state_after(previous, log_likelihood, fresh_start)
+        self.state = self._state_after(previous, log_likelihood, fresh_start, regularised)
         return self.state
 
-    def _state_after(self, previous: float | None, current: float, fresh_start: bool) -> str:
+    def _state_after(self, previous: float | None, current: float, fresh_start: bool,
+                     regularised: bool = False) -> str:
         if not math.isfinite(current):
             return DIVERGED
         if previous is not None and not fresh_start:
@@ -64,7 +75,7 @@ class ConvergenceMonitor:
             if change < 0:
                 self.decreases.append((self.n_iter, change))
                 margin = max(DIVERGENCE_FACTOR * self.tol, 1e-6 * (1.0 + abs(previous)))
-                if -change > margin:
+                if -change > margin and not regularised:
                     return DIVERGED
             if abs(change) < self.tol:
                 return CONVERGED

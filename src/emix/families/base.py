@@ -56,6 +56,10 @@ class MStepReport:
 class Family(Protocol):
     """A family of mixture components with additive sufficient statistics."""
 
+    #: Whether the M-step maximises a regularised objective (then the plain
+    #: log-likelihood may fall between iterations by design).
+    regularised: bool
+
     def e_step(self, params: Any, X: np.ndarray, weights: np.ndarray | None,
                workspace: Any) -> Stats: ...
 

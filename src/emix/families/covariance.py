@@ -34,10 +34,15 @@ import numpy as np
 from scipy import linalg
 
 #: A variance is indistinguishable from zero when it is below the rounding
-#: level of the numbers it came from, widened by this margin: the data's own
-#: representation (eps x location) and the cancellation in second moments
-#: (eps x the largest variance and squared mean move).
+#: level of the numbers it came from, widened by this margin: the residuals
+#: are computed about the mixture's centre (eps x distance from it), and
+#: second moments cancel the mean's move (eps x the largest variance and the
+#: squared move).
 ROUNDING_MARGIN = 1e3
+
+#: A column is constant when its variance is below (this x eps x its
+#: magnitude)^2: the rounding of a mean of equal numbers.
+CONSTANT_MARGIN = 64.0
 
 #: Directions whose eigenvalue in the data's correlation matrix falls below
 #: this are collinear columns: the data have no variance there, and neither
@@ -121,7 +126,7 @@ class CovarianceModel:
         raise NotImplementedError
 
     def degenerate(self, empirical: np.ndarray, means: np.ndarray, delta: np.ndarray,
-                   total: np.ndarray) -> np.ndarray:
+                   total: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """Which covariances are singular to rounding, (K,) bool (one entry for
         "tied").
 
@@ -129,9 +134,10 @@ class CovarianceModel:
         own standard deviation, constant and collinear directions left out (a
         constant column is no collapse).  There a covariance is degenerate
         when its smallest variance is at the rounding level of the numbers it
-        was computed from: ``(m eps)^2 |mu|^2 + m eps (largest variance +
-        |delta|^2)`` with m = ROUNDING_MARGIN.  Far-apart clusters are not
-        compared with each other, only with their own precision.
+        was computed from: ``(m eps)^2 |mu - centre|^2 + m eps (largest
+        variance + |delta|^2)`` with m = ROUNDING_MARGIN and ``centre`` the
+        mixture's mean.  Far-apart clusters are not compared with each other,
+        and an offset common to all the data does not count.
         """
         raise NotImplementedError
 
@@ -173,6 +179,11 @@ class CovarianceModel:
     # -- conversions ---------------------------------------------------------
     def precisions(self, prec_chol: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def cov_chol_from_prec_chol(self, prec_chol: np.ndarray) -> np.ndarray:
+        """``L = P^{-T}``: the covariance factor matching a precision factor
+        exactly, without factoring (possibly rounded) covariances again."""
+        return np.swapaxes(np.linalg.inv(prec_chol), -1, -2)
 
     def covariances_from_precisions(self, precisions: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`precisions`; raises SingularCovariance if one is
@@ -225,10 +236,11 @@ def _cholesky_factors(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cov_chol, prec_chol
 
 
-def _rounding_level(means: np.ndarray, delta: np.ndarray, scale: np.ndarray,
+def _rounding_level(offsets: np.ndarray, delta: np.ndarray, scale: np.ndarray,
                     largest: np.ndarray) -> np.ndarray:
-    """The variance below which a standardised variance is rounding noise."""
-    location = ((means / scale) ** 2).sum(axis=-1)
+    """The variance below which a standardised variance is rounding noise;
+    ``offsets`` are the means' distances from the mixture's centre."""
+    location = ((offsets / scale) ** 2).sum(axis=-1)
     move = ((delta / scale) ** 2).sum(axis=-1)
     margin = ROUNDING_MARGIN * _EPS
     return margin**2 * location + margin * (largest + move)
@@ -237,12 +249,12 @@ def _rounding_level(means: np.ndarray, delta: np.ndarray, scale: np.ndarray,
 def _varying_features(variance: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Features whose variance in the data exceeds the rounding level of
     their values (the others are constant columns)."""
-    location = np.abs(means).max(axis=0)
-    return variance > (ROUNDING_MARGIN * _EPS * location) ** 2
+    magnitude = np.abs(means).max(axis=0)
+    return variance > (CONSTANT_MARGIN * _EPS * magnitude) ** 2
 
 
 def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndarray,
-                         total: np.ndarray) -> np.ndarray:
+                         total: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """:meth:`CovarianceModel.degenerate` for (K', d, d) matrices; K' = 1
     judges one shared matrix against every component's location."""
     varying = _varying_features(np.diagonal(total).copy(), means)
@@ -255,7 +267,8 @@ def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndar
     basis = eigenvectors[:, keep] / scale[:, None]
     projected = basis.T @ matrices[:, varying][:, :, varying] @ basis
     spectrum = np.linalg.eigvalsh(projected)
-    level = _rounding_level(means[:, varying], delta[:, varying], scale,
+    offsets = (means - centre)[:, varying]
+    level = _rounding_level(offsets, delta[:, varying], scale,
                             spectrum[:, -1] if matrices.shape[0] > 1 else spectrum[0, -1])
     if matrices.shape[0] == 1:
         level = np.atleast_1d(level.max())
@@ -329,8 +342,8 @@ class FullCovariance(CovarianceModel):
         between = np.einsum("k,ki,kj->ij", fractions, spread, spread)
         return _symmetrise(within + between)
 
-    def degenerate(self, empirical, means, delta, total):
-        return _degenerate_matrices(empirical, means, delta, total)
+    def degenerate(self, empirical, means, delta, total, centre):
+        return _degenerate_matrices(empirical, means, delta, total, centre)
 
     def regularise(self, empirical, reg_covar):
         out = empirical.copy()
@@ -404,8 +417,8 @@ class TiedCovariance(CovarianceModel):
         between = np.einsum("k,ki,kj->ij", fractions, spread, spread)
         return _symmetrise(empirical + between)
 
-    def degenerate(self, empirical, means, delta, total):
-        return _degenerate_matrices(empirical[None], means, delta, total)
+    def degenerate(self, empirical, means, delta, total, centre):
+        return _degenerate_matrices(empirical[None], means, delta, total, centre)
 
     def pooled(self, resp_weight, empirical, healthy):
         return None
@@ -466,6 +479,9 @@ class _ScaleModel(CovarianceModel):
     def precisions(self, prec_chol):
         return prec_chol**2
 
+    def cov_chol_from_prec_chol(self, prec_chol):
+        return 1.0 / prec_chol
+
     def covariances_from_precisions(self, precisions):
         _raise_for_rows(~(np.isfinite(precisions) & (precisions > 0)))
         return 1.0 / precisions
@@ -501,13 +517,13 @@ class DiagCovariance(_ScaleModel):
         spread = means - fractions @ means
         return fractions @ (empirical + spread**2)
 
-    def degenerate(self, empirical, means, delta, total):
+    def degenerate(self, empirical, means, delta, total, centre):
         varying = _varying_features(total, means)
         if not varying.any():
             return np.zeros(empirical.shape[0], dtype=bool)
         scale = np.sqrt(total[varying])
         standardised = empirical[:, varying] / scale**2
-        level = _rounding_level(means[:, varying], delta[:, varying], scale,
+        level = _rounding_level((means - centre)[:, varying], delta[:, varying], scale,
                                 standardised.max(axis=1))
         return standardised.min(axis=1) <= level
 
@@ -542,12 +558,12 @@ class SphericalCovariance(_ScaleModel):
         spread = means - fractions @ means
         return fractions @ (empirical + np.einsum("kd,kd->k", spread, spread) / means.shape[1])
 
-    def degenerate(self, empirical, means, delta, total):
-        if not total > (ROUNDING_MARGIN * _EPS * np.abs(means).max()) ** 2:
+    def degenerate(self, empirical, means, delta, total, centre):
+        if not total > (CONSTANT_MARGIN * _EPS * np.abs(means).max()) ** 2:
             return np.zeros(empirical.shape[0], dtype=bool)  # the data are one point
         scale = np.full(means.shape[1], np.sqrt(total))
         standardised = empirical / total
-        return standardised <= _rounding_level(means, delta, scale, standardised)
+        return standardised <= _rounding_level(means - centre, delta, scale, standardised)
 
     def full_matrices(self, covariances, n_components, n_features):
         return covariances[:, None, None] * np.eye(n_features)

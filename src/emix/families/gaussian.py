@@ -127,6 +127,12 @@ class GaussianFamily:
         )
         self.reg_covar = float(reg_covar)
 
+    @property
+    def regularised(self) -> bool:
+        """Whether the M-step adds to the covariances (then EM need not raise
+        the plain likelihood at every step)."""
+        return self.reg_covar > 0
+
     # -- parameters ----------------------------------------------------------
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Free parameters: weights (K - 1), means (K d) and covariances."""
@@ -312,7 +318,8 @@ class GaussianFamily:
         empirical = model.empirical(safe_weight, delta, np.asarray(stats.second), total)
         kept_weight = np.where(vanished, 0.0, resp_weight)
         total_cov = model.total_covariance(kept_weight, means, empirical)
-        degenerate = model.degenerate(empirical, means, delta, total_cov)
+        centre = kept_weight @ means / kept_weight.sum()
+        degenerate = model.degenerate(empirical, means, delta, total_cov, centre)
 
         gone = [int(k) for k in np.flatnonzero(vanished)]
         empirical = model.replace(empirical, gone, total_cov)  # no data left to estimate from
