@@ -12,6 +12,7 @@ from emix import (
     GaussianMixture,
     NumericalError,
 )
+from emix.families.covariance import COVARIANCE_MODELS
 
 from conftest import COVARIANCE_TYPES, assert_finite_fit, blobs, fixed_init, identity_precisions
 
@@ -386,3 +387,70 @@ def test_weights_scale_changes_nothing(scale):
         np.testing.assert_allclose(getattr(scaled, name), getattr(reference, name),
                                    rtol=1e-10, atol=1e-14)
     assert scaled.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-12)
+
+
+def _grid(values: np.ndarray, bits: int = 20) -> np.ndarray:
+    """Values rounded onto the grid 2**-bits, so adding a large offset is exact."""
+    return np.round(values * 2.0**bits) / 2.0**bits
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_log_density_is_exact_under_a_representable_offset(covariance_type):
+    """Moving data and means by an offset that is added *exactly* (every value
+    on a 2**-20 grid, 1e9 has an ulp of 2**-23) must not change the
+    log-density beyond rounding of the small residuals (~1e-15).  Whitening
+    ``X @ P`` before subtracting the central point multiplies numbers of size
+    1e9 * |P| and cancels them afterwards, losing ~1e-4 here.
+    """
+    rng = np.random.default_rng(7)
+    labels = rng.integers(2, size=600)
+    Z = _grid(np.array([[0.0, 0.0], [0.02, -0.01]])[labels]
+              + 1e-3 * rng.normal(size=(600, 2)) @ np.array([[1.0, 0.6], [0.0, 0.8]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(Z)
+    model.means_ = _grid(model.means_)
+    offset = 1e9
+    Y = Z + offset
+    assert np.array_equal(Y - offset, Z)  # the offset is exact
+    base_density = model.score_samples(Z)
+    base_proba = model.predict_proba(Z)
+    means = model.means_.copy()
+    model.means_ = means + offset
+    assert np.array_equal(model.means_ - offset, means)
+    np.testing.assert_allclose(model.score_samples(Y), base_density, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.predict_proba(Y), base_proba, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_uniform_power_of_two_weights_give_the_unweighted_fit_bit_for_bit(covariance_type):
+    """Frequency weights all equal to a power of two scale every statistic
+    exactly, so with a fixed start and a fixed number of iterations (tol=0)
+    the parameters must be bit-identical to the unweighted fit, including
+    the weight of a component that vanished (clamped to the smallest normal
+    float).  Dividing by the row count instead of the total weight is undone
+    by the renormalisation for every other component, but the clamped one
+    ends at tiny * n / total instead of tiny.
+    """
+    rng = np.random.default_rng(13)
+    X = np.vstack([rng.normal(size=(200, 1)), rng.normal(8, 1, size=(200, 1))])
+    shape = COVARIANCE_MODELS[covariance_type].shape(3, 1)
+    init = {
+        "weights_init": np.array([0.5, 0.5 - 1e-3, 1e-3]),
+        "means_init": np.array([[0.0], [8.0], [1e6]]),  # far from every point
+        "precisions_init": (np.ones(shape) if covariance_type in ("diag", "spherical")
+                            else np.broadcast_to(np.eye(1), shape).copy()),
+    }
+    fits = []
+    for sample_weight in (None, np.full(len(X), 2.0**20)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits.append(GaussianMixture(3, covariance_type=covariance_type, tol=0.0,
+                                        max_iter=20, on_collapse="floor", random_state=0,
+                                        **init).fit(X, sample_weight=sample_weight))
+    unweighted, weighted = fits
+    assert [c.reason for c in unweighted.collapses_] == ["vanished"]
+    assert unweighted.weights_[2] >= np.finfo(np.float64).tiny
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(weighted, name), getattr(unweighted, name),
+                                      err_msg=name)
