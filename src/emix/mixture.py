@@ -517,7 +517,7 @@ class GaussianMixture:
         out = np.empty((data.n_samples, params.n_components), dtype=data.dtype)
         with floating_point_guard():
             return data.map_rows(
-                lambda chunk, ws: family.responsibilities(params, chunk, ws)[0], out)
+                lambda chunk, ws: family.responsibilities(params, chunk, ws), out)
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,)."""

@@ -198,7 +198,7 @@ class GaussianFamily:
         # scipy's), then the exponentials in place.
         row_max = resp.max(axis=1)
         if not np.all(np.isfinite(row_max)):
-            return self._posterior_far_rows(params, X, workspace, row_max)
+            return self._posterior_far_rows(params, X, workspace)
         resp -= row_max[:, None]
         np.exp(resp, out=resp)
         row_sum = resp.sum(axis=1)
@@ -207,7 +207,7 @@ class GaussianFamily:
         log_norm += row_max
         return resp, log_norm, whitened, squared_norm
 
-    def _posterior_far_rows(self, params, X, workspace, row_max):
+    def _posterior_far_rows(self, params, X, workspace):
         """The posterior when some rows' squared distances overflow ``X.dtype``:
         float32 rows are recomputed in float64 (their log-density may still
         round to -inf in float32); in float64 the data are beyond range."""
@@ -227,29 +227,10 @@ class GaussianFamily:
                workspace: Any) -> GaussianStats:
         """Statistics of the rows ``X`` (frequency ``weights``) under ``params``."""
         resp, log_norm, whitened, squared_norm = self._posterior(params, X, workspace)
-        if weights is None:
-            log_likelihood = float(np.sum(log_norm, dtype=np.float64))
-            total_weight = float(X.shape[0])
-        else:
-            log_likelihood = float(np.dot(weights, log_norm.astype(np.float64, copy=False)))
-            total_weight = float(weights.sum())
-            resp *= weights.astype(resp.dtype, copy=False)[:, None]
-        first, second = self._whitened_moments(whitened, squared_norm, resp, workspace)
-        first, second = self.covariance.unwhiten(first, second, params.cov_chol)
-        return GaussianStats(
-            shift=params.means,
-            resp_weight=resp.sum(axis=0, dtype=np.float64),
-            first=first,
-            second=second,
-            log_likelihood=log_likelihood,
-            total_weight=total_weight,
-            n_samples=X.shape[0],
-        )
-
-    def _whitened_moments(self, whitened, squared_norm, rw, workspace):
-        first = np.einsum("mk,mkd->kd", rw, whitened).astype(np.float64, copy=False)
-        second = self.covariance.whitened_second_moment(whitened, squared_norm, rw, workspace)
-        return first, second
+        log_norm = log_norm.astype(np.float64, copy=False)
+        log_likelihood = float(log_norm.sum() if weights is None else weights @ log_norm)
+        return self._stats(params.means, whitened, squared_norm, resp, weights,
+                           log_likelihood, params.cov_chol, workspace)
 
     def assignment_stats(self, shift: np.ndarray, X: np.ndarray, weights: np.ndarray | None,
                          resp: np.ndarray, workspace: Any) -> GaussianStats:
@@ -263,18 +244,28 @@ class GaussianFamily:
         np.subtract(X[:, None, :], shift.astype(X.dtype)[None], out=residual)
         squared_norm = workspace.array("squared_norm", (m, n_components), X.dtype)
         np.einsum("mkd,mkd->mk", residual, residual, out=squared_norm)
-        rw = resp.astype(X.dtype, copy=True)
+        return self._stats(shift, residual, squared_norm, resp.astype(X.dtype, copy=True),
+                           weights, 0.0, None, workspace)
+
+    def _stats(self, shift, residual, squared_norm, resp, weights, log_likelihood,
+               cov_chol, workspace) -> GaussianStats:
+        """Assemble statistics from residuals (whitened when ``cov_chol`` is
+        given, else plain) and responsibilities, which are weighted in place."""
         if weights is not None:
-            rw *= weights.astype(X.dtype, copy=False)[:, None]
-        first, second = self._whitened_moments(residual, squared_norm, rw, workspace)
+            resp *= weights.astype(resp.dtype, copy=False)[:, None]
+        first = np.einsum("mk,mkd->kd", resp, residual).astype(np.float64, copy=False)
+        second = self.covariance.whitened_second_moment(residual, squared_norm, resp,
+                                                        workspace)
+        if cov_chol is not None:
+            first, second = self.covariance.unwhiten(first, second, cov_chol)
         return GaussianStats(
             shift=shift,
-            resp_weight=rw.sum(axis=0, dtype=np.float64),
+            resp_weight=resp.sum(axis=0, dtype=np.float64),
             first=first,
             second=second,
-            log_likelihood=0.0,
-            total_weight=float(m if weights is None else weights.sum()),
-            n_samples=m,
+            log_likelihood=log_likelihood,
+            total_weight=float(resp.shape[0] if weights is None else weights.sum()),
+            n_samples=resp.shape[0],
         )
 
     def log_density(self, params: GaussianParams, X: np.ndarray, workspace: Any) -> np.ndarray:
@@ -282,10 +273,9 @@ class GaussianFamily:
         return self._posterior(params, X, workspace)[1].copy()
 
     def responsibilities(self, params: GaussianParams, X: np.ndarray,
-                         workspace: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``(p(z=k | x_i), log p(x_i))`` as fresh arrays in ``X.dtype``."""
-        resp, log_norm, _, _ = self._posterior(params, X, workspace)
-        return resp.copy(), log_norm.copy()
+                         workspace: Any) -> np.ndarray:
+        """``p(z=k | x_i)``, (m, K), a fresh array in ``X.dtype``."""
+        return self._posterior(params, X, workspace)[0].copy()
 
     # -- M-step ------------------------------------------------------------------
     def m_step(self, stats: GaussianStats, floors: dict[int, np.ndarray] | None = None
