@@ -245,15 +245,7 @@ class GaussianMixture:
                                                           X.dtype.itemsize)
         data = InMemoryData(X, weights, chunk_rows=chunk_rows)
         rng = check.check_random_state(self.random_state)
-        with floating_point_guard():
-            sample = distinct_rows(*data.sample(SAMPLE_ROWS, rng))
-        if sample[0].shape[0] < n_components:
-            raise InvalidInputError(
-                f"X has only {sample[0].shape[0]} distinct rows (with positive weight"
-                f"{'' if X.shape[0] <= SAMPLE_ROWS else ', in a sample of the rows'}) for "
-                f"n_components={n_components}: some components would coincide. Lower "
-                "n_components."
-            )
+        sample = data.sample(SAMPLE_ROWS, rng)
 
         continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if continuing:
@@ -264,12 +256,22 @@ class GaussianMixture:
             def initialise(restart: int) -> GaussianParams:
                 return start
         else:
+            with floating_point_guard():
+                distinct = distinct_rows(*sample)
+            if distinct[0].shape[0] < n_components:
+                raise InvalidInputError(
+                    f"X has only {distinct[0].shape[0]} distinct rows (with positive weight"
+                    f"{'' if X.shape[0] <= SAMPLE_ROWS else ', in a sample of the rows'}) "
+                    f"for n_components={n_components}: some components would coincide. "
+                    "Lower n_components."
+                )
+
             def initialise(restart: int) -> GaussianParams:
                 if self.verbose:
                     logger.info("initialisation %d of %d (%s)", restart + 1, n_init,
                                 settings["init_params"])
                 return initial_params(family, data, n_components, settings["init_params"],
-                                      rng, sample, **user_init)
+                                      rng, distinct, **user_init)
 
         n_init = 1 if continuing else settings["n_init"]
         if self.verbose:
@@ -279,7 +281,6 @@ class GaussianMixture:
                                   tol=settings["tol"], max_iter=settings["max_iter"],
                                   on_collapse=settings["on_collapse"],
                                   callback=self._log_progress if self.verbose >= 2 else None)
-        with floating_point_guard():
             self._set_fitted(result, X.dtype, family, names, X.shape[1])
             self._warn_about_features(*sample)
         self._warn_about(result)
@@ -411,13 +412,14 @@ class GaussianMixture:
         (judged on the initialisation's sample of rows)."""
         centre = weights @ X / weights.sum()
         variance = weights @ (X - centre) ** 2 / weights.sum()
-        constant = np.flatnonzero(variance <= 0)
+        constant = np.flatnonzero(X.max(axis=0) == X.min(axis=0))
         if constant.size:
             warnings.warn(
                 f"feature(s) {constant.tolist()[:10]} are constant: their variance in every "
                 f"component is reg_covar={self.reg_covar:g}. Drop them if they carry no "
                 "information.", DataWarning, stacklevel=3)
-        swamped = np.flatnonzero((variance > 0) & (variance < self.reg_covar))
+        swamped = np.flatnonzero((X.max(axis=0) > X.min(axis=0))
+                                 & (variance < self.reg_covar))
         if swamped.size:
             warnings.warn(
                 f"reg_covar={self.reg_covar:g} exceeds the variance of feature(s) "
