@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -214,7 +215,8 @@ class GaussianMixture:
         return all(hasattr(self, name) for name in _FITTED)
 
     # -- fitting -----------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> GaussianMixture:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
+            progress: Callable[[Progress], None] | None = None) -> GaussianMixture:
         """Estimate the parameters by EM.
 
         Parameters
@@ -223,6 +225,12 @@ class GaussianMixture:
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Frequency weights (>= 0, not all zero).
+        progress : callable, optional
+            Called with an :class:`~emix.em.engine.Progress` (initialisation i
+            of n, iteration, per-sample log-likelihood, its change, elapsed
+            seconds, state) after every iteration of every initialisation.
+            emix itself never prints: this and the ``"emix"`` logger are how
+            it reports.
 
         Returns
         -------
@@ -276,11 +284,19 @@ class GaussianMixture:
         n_init = 1 if continuing else settings["n_init"]
         if self.verbose:
             _ensure_log_handler()
+        log_progress = self.verbose >= 2
+
+        def report(state: Progress) -> None:
+            if log_progress:
+                self._log_progress(state)
+            if progress is not None:
+                progress(state)
+
         with floating_point_guard():
             result = run_restarts(family, data, initialise, n_init=n_init,
                                   tol=settings["tol"], max_iter=settings["max_iter"],
                                   on_collapse=settings["on_collapse"],
-                                  callback=self._log_progress if self.verbose >= 2 else None)
+                                  callback=report if log_progress or progress else None)
             self._set_fitted(result, X.dtype, family, names, X.shape[1])
             self._warn_about_features(*sample)
         self._warn_about(result)
@@ -563,11 +579,15 @@ class GaussianMixture:
         ``ICL = BIC + 2 sum_i w_i sum_k -r_ik log r_ik``; mclust reports
         the negative of this (higher is better).
         """
+        return self.bic(X, sample_weight) + 2.0 * self.classification_entropy(X, sample_weight)
+
+    def classification_entropy(self, X: Any, sample_weight: Any = None) -> float:
+        """``sum_i w_i sum_k -r_ik log r_ik``: 0 when every row belongs
+        surely to one component, ``n log K`` at the most uncertain."""
         resp = self.predict_proba(X).astype(np.float64)
         weights = check.check_sample_weight(sample_weight, resp.shape[0])
         entropy = -xlogy(resp, resp).sum(axis=1)
-        entropy_total = float(entropy.sum() if weights is None else weights @ entropy)
-        return self.bic(X, sample_weight) + 2.0 * entropy_total
+        return float(entropy.sum() if weights is None else weights @ entropy)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the fitted mixture.

@@ -1,0 +1,172 @@
+"""Model selection: the table against independent scikit-learn fits, the
+ranking against the table, conventions, failures and progress."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture as SklearnMixture
+
+import emix
+from emix.datasets import load_faithful
+from emix.selection import FitProgress, select
+
+COVARIANCES = ("full", "tied", "diag", "spherical")
+
+
+@pytest.fixture(scope="module")
+def faithful_selection():
+    X, _ = load_faithful()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = select(X, range(1, 7), "all", random_state=0, tol=1e-9, max_iter=3000)
+    return X, result
+
+
+def test_faithful_table_agrees_with_independent_sklearn_fits(faithful_selection):
+    """Each (K, structure): scikit-learn's own EM, started where emix's
+    initialisation put emix's first iterate, reaches the same log-likelihood
+    (1e-4 relative) and BIC, unless emix repaired a collapsing component: then
+    scikit-learn's solution is the degenerate one (a variance at reg_covar)."""
+    X, result = faithful_selection
+    assert len(result.candidates) == 24
+    compared = 0
+    for c in result.candidates:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = emix.GaussianMixture(c.n_components, covariance_type=c.covariance_type,
+                                         random_state=0, max_iter=1).fit(X)
+            reference = SklearnMixture(
+                c.n_components, covariance_type=c.covariance_type, tol=1e-10, max_iter=5000,
+                weights_init=start.weights_, means_init=start.means_,
+                precisions_init=start.precisions_).fit(X)
+        reference_ll = reference.score(X) * X.shape[0]
+        if c.model.collapses_:
+            assert reference_ll > c.log_likelihood
+            assert np.min(reference.covariances_) < 1e-5  # reg_covar = 1e-6
+            continue
+        compared += 1
+        assert c.log_likelihood == pytest.approx(reference_ll, rel=1e-4), c.label
+        assert c.bic == pytest.approx(reference.bic(X), rel=1e-4), c.label
+        assert c.aic == pytest.approx(reference.aic(X), rel=1e-4), c.label
+        assert c.n_parameters == reference._n_parameters(), c.label
+    assert compared >= 20
+
+
+def test_faithful_selection_picks_the_table_minimum(faithful_selection):
+    X, result = faithful_selection
+    bics = {(c.n_components, c.covariance_type): c.bic for c in result.candidates}
+    best = min(bics, key=bics.get)
+    assert (result.best_candidate.n_components, result.best_candidate.covariance_type) == best
+    # mclust's answer for these data: EEE (tied), 3 components.
+    assert best == (3, "tied")
+    assert result.best is result.best_candidate.model
+    assert result.best.score(X) * X.shape[0] == pytest.approx(
+        result.best_candidate.log_likelihood, rel=1e-12)
+    ranked = [c.bic for c in result.ranking]
+    assert ranked == sorted(ranked)
+    assert result.runners_up == result.ranking[1:]
+    assert result.margin == pytest.approx(ranked[1] - ranked[0])
+    assert "lower is better" in result.header
+    assert "K=3, tied" in result.describe()
+
+
+def test_each_candidate_matches_a_direct_fit_and_its_criteria():
+    X, _ = load_faithful()
+    result = select(X, [2, 3], ["full", "diag"], criterion="icl", random_state=1, n_init=2)
+    for c in result.candidates:
+        direct = emix.GaussianMixture(c.n_components, covariance_type=c.covariance_type,
+                                      random_state=1, n_init=2).fit(X)
+        np.testing.assert_allclose(c.model.means_, direct.means_, rtol=1e-12)
+        assert c.bic == pytest.approx(direct.bic(X), rel=1e-12)
+        assert c.aic == pytest.approx(direct.aic(X), rel=1e-12)
+        assert c.icl == pytest.approx(direct.icl(X), rel=1e-12)
+    icls = [c.icl for c in result.ranking]
+    assert icls == sorted(icls)
+
+
+def test_mclust_convention_negates_and_ranks_higher_first():
+    X, _ = load_faithful()
+    ours = select(X, range(1, 4), ("full", "spherical"), random_state=0)
+    theirs = select(X, range(1, 4), ("full", "spherical"), random_state=0,
+                    convention="mclust")
+    for a, b in zip(ours.candidates, theirs.candidates, strict=True):
+        assert b.bic == -a.bic and b.icl == -a.icl and b.aic == -a.aic
+        # mclust: BIC = 2 log L - p log n
+        assert b.bic == pytest.approx(2 * a.log_likelihood - a.n_parameters * math.log(272))
+    assert theirs.higher_is_better and "higher is better" in theirs.header
+    assert theirs.best_candidate.label == ours.best_candidate.label
+    values = [c.bic for c in theirs.ranking]
+    assert values == sorted(values, reverse=True)
+
+
+def test_sample_weights_count_as_repeated_rows():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (40, 2)), rng.normal(5, 1, (40, 2))])
+    counts = rng.integers(1, 4, size=X.shape[0])
+    weighted = select(X, [1, 2], "diag", sample_weight=counts, random_state=0)
+    repeated = select(np.repeat(X, counts, axis=0), [1, 2], "diag", random_state=0)
+    for a, b in zip(weighted.candidates, repeated.candidates, strict=True):
+        assert a.bic == pytest.approx(b.bic, rel=1e-9)
+        assert a.icl == pytest.approx(b.icl, rel=1e-9)
+    assert weighted.n_samples == counts.sum()
+
+
+def test_a_model_that_cannot_be_fitted_is_recorded_not_fatal():
+    X = np.array([[0.0], [0.0], [1.0], [1.0], [5.0], [5.0]])
+    with pytest.warns(emix.ComponentCollapseWarning, match="^K=3 full: 3 component collapse"):
+        result = select(X, [1, 2, 3, 4], "full", random_state=0)
+    failed = [c for c in result.candidates if c.error is not None]
+    assert [c.n_components for c in failed] == [4]
+    assert "distinct rows" in failed[0].error and math.isnan(failed[0].bic)
+    assert failed[0].model is None and failed[0].state == "failed"
+    assert all(c.error is None for c in result.ranking)
+    records = result.to_records()
+    assert records[-1]["error"] and records[-1]["bic"] is None and records[-1]["rank"] is None
+    assert "failed:" in result.format_table()
+
+
+def test_every_fit_failing_raises_the_first_error():
+    with pytest.raises(emix.EmixError, match="distinct rows"):
+        select(np.array([[0.0, 1.0]] * 5), [2, 3], "diag")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"criterion": "aicc"}, "criterion"),
+    ({"convention": "r"}, "convention"),
+    ({"n_components": []}, "empty"),
+    ({"n_components": [0, 1]}, "n_components"),
+    ({"covariance_types": ["full", "banded"]}, "covariance_type"),
+    ({"warm_start": True}, "unknown option"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    X, _ = load_faithful()
+    with pytest.raises(emix.InvalidInputError, match=message):
+        select(X, **{"n_components": [1, 2], **kwargs})
+
+
+def test_bad_data_is_refused_before_any_fit():
+    X, _ = load_faithful()
+    X[3, 1] = np.nan
+    with pytest.raises(emix.InvalidInputError, match="NaN"):
+        select(X, [1, 2], "full")
+
+
+def test_progress_reports_each_fit_in_order():
+    X, _ = load_faithful()
+    seen: list[FitProgress] = []
+    select(X, [1, 2], ["full", "diag"], random_state=0, progress=seen.append)
+    assert {p.n_fits for p in seen} == {4}
+    finished = [(p.fit, p.n_components, p.covariance_type) for p in seen
+                if p.em.state != "running"]
+    assert finished == [(1, 1, "full"), (2, 2, "full"), (3, 1, "diag"), (4, 2, "diag")]
+
+
+def test_the_winners_warnings_are_reissued_with_its_label():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    with pytest.warns(emix.ConvergenceWarning, match="^K=2 full: EM did not converge"):
+        result = select(X, [2], "full", max_iter=1, tol=1e-12)
+    assert result.best_candidate.state == "max_iter"
+    assert result.best_candidate.warnings
