@@ -1,84 +1,954 @@
-"""Numeric tables from CSV/TSV files, with errors that name the bad cell."""
+"""Numeric tables in and out of the command line, with errors that name the bad cell.
+
+Reading: delimited text (CSV, TSV, semicolon or whitespace separated, from a
+file or standard input), NumPy ``.npy`` and Parquet (with pyarrow, imported
+only when a Parquet file is read).  :func:`read_data` loads a whole table;
+:func:`iter_chunks` streams one a block of rows at a time, so that files
+larger than memory can be scored.  Both check every selected cell: a value
+that is not a number, is missing, or is infinite raises an
+:class:`~emix.exceptions.InvalidInputError` whose one-line message names the
+column, the data row (counted from 1, the header excluded) and a remedy.
+
+Writing: :func:`write_table` and the incremental :class:`TableWriter` write
+CSV, TSV or JSON.  Files are replaced atomically: the output goes to a
+temporary file in the destination's directory and is renamed over the
+destination only once it is complete.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
+import json
+import math
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain, islice, repeat
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from ..exceptions import InvalidInputError
 
+__all__ = ["ChunkedTable", "Table", "TableWriter", "iter_chunks", "output_format",
+           "read_data", "read_table", "write_table"]
+
 #: Header names of a leading row-name column (R's write.csv writes "").
 _ROW_NAME_HEADERS = ("", "rownames", "row.names")
 
+#: Cells that spreadsheets, R and pandas write for a missing value.
+_MISSING = frozenset({"", "na", "n/a", "nan", "-nan", "+nan", "null", "none", "#n/a", "?"})
+
+_TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".dat"})
+_NPY_SUFFIXES = frozenset({".npy"})
+_PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+_SUPPORTED = ("supported formats are delimited text (.csv, .tsv, .txt, .dat), "
+              "NumPy .npy and Parquet (.parquet, .pq)")
+
+#: Rows per block when a whole table is read: large enough that per-block
+#: overhead vanishes, small enough that the text of a block stays small.
+_BLOCK_ROWS = 1 << 16
+
+_OUTPUT_FORMATS = ("csv", "tsv", "json")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """A numeric table read by :func:`read_data`.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64
+        The selected data columns.
+    names : list of str
+        Their names, in the order of ``X``'s columns.
+    weights : ndarray of shape (n_samples,), float64, or None
+        The frequency weights column, when one was asked for.
+    """
+
+    X: np.ndarray
+    names: list[str]
+    weights: np.ndarray | None = None
+
+
+class ChunkedTable:
+    """A table read a block of rows at a time; made by :func:`iter_chunks`.
+
+    Iterating yields float64 arrays of shape (m, len(names)) with
+    ``1 <= m <= chunk_rows``.  Files can be iterated again (each pass reopens
+    them); standard input only once.  Use it as a context manager, or call
+    :meth:`close`, to release a memory map or Parquet file early.
+
+    Attributes
+    ----------
+    names : list of str
+        The selected columns' names.
+    n_rows : int or None
+        The number of data rows, when the format records it (.npy, Parquet).
+    """
+
+    def __init__(self, source: _Source, select: list[int], chunk_rows: int):
+        self._source = source
+        self._select = select
+        self._chunk_rows = chunk_rows
+        self.names = [source.names[j] for j in select]
+        self.n_rows = source.n_rows
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._source.blocks(self._select, self._chunk_rows)
+
+    @property
+    def all_names(self) -> list[str]:
+        """Every column of the source, selected or not."""
+        return list(self._source.names)
+
+    def select(self, columns: Sequence[str]) -> ChunkedTable:
+        """The same source read as ``columns`` (names or 1-based positions)
+        instead; for a choice that depends on :attr:`all_names`."""
+        data, _ = _selection(self._source, columns, None)
+        return ChunkedTable(self._source, data, self._chunk_rows)
+
+    def close(self) -> None:
+        """Release the file the table reads from."""
+        self._source.close()
+
+    def __enter__(self) -> ChunkedTable:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def read_data(source: str | os.PathLike, *, columns: Sequence[str] | None = None,
+              weights: str | None = None, stdin: IO[str] | None = None) -> Table:
+    """Read a numeric table from a file or standard input.
+
+    Parameters
+    ----------
+    source : str or path-like
+        A file (format from its extension: .csv/.tsv/.txt/.dat or other text,
+        .npy, .parquet/.pq) or ``"-"`` for delimited text on standard input.
+    columns : list of str, optional
+        The columns to use, by name or 1-based position ("3"), in this order.
+        Default: all but the weights column.  Only these need be numeric.
+    weights : str, optional
+        A column (name or 1-based position) of frequency weights, returned
+        apart from ``X``.
+    stdin : text stream, optional
+        Read instead of ``sys.stdin`` when ``source`` is ``"-"``.
+
+    Returns
+    -------
+    Table
+    """
+    src = _open_source(source, stdin)
+    try:
+        data, weight = _selection(src, columns, weights)
+        select = data + ([weight] if weight is not None else [])
+        blocks = list(src.blocks(select, _BLOCK_ROWS))
+    finally:
+        src.close()
+    if not blocks:
+        raise InvalidInputError(f"{src.label} has a header but no data rows")
+    values = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if weight is None:
+        return Table(values, [src.names[j] for j in data], None)
+    w = values[:, -1].copy()
+    negative = np.flatnonzero(w < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise InvalidInputError(
+            f"{src.label}: weights column {src.names[weight]!r} holds a negative weight "
+            f"(data row {i + 1} holds {w[i]!r}); frequency weights must be >= 0")
+    X = np.ascontiguousarray(values[:, :-1])
+    return Table(X, [src.names[j] for j in data], w)
+
+
+def iter_chunks(source: str | os.PathLike, *, chunk_rows: int,
+                columns: Sequence[str] | None = None,
+                stdin: IO[str] | None = None) -> ChunkedTable:
+    """Stream a numeric table ``chunk_rows`` rows at a time.
+
+    Text is read block by block, .npy through a memory map, Parquet batch by
+    batch, so memory use does not grow with the file.  The cells are checked
+    as :func:`read_data` checks them, with the same messages and data row
+    numbers that continue across chunks; an error surfaces when the chunk
+    holding it is read.  The header (and whether the file is empty) is
+    checked at once.
+
+    Parameters
+    ----------
+    source, columns, stdin
+        As for :func:`read_data`.
+    chunk_rows : int
+        The most rows per chunk (>= 1).
+
+    Returns
+    -------
+    ChunkedTable
+        Iterable of float64 arrays; ``.names`` names their columns.
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int | np.integer) \
+            or chunk_rows < 1:
+        raise InvalidInputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    src = _open_source(source, stdin)
+    try:
+        data, _ = _selection(src, columns, None)
+    except BaseException:
+        src.close()
+        raise
+    return ChunkedTable(src, data, int(chunk_rows))
+
 
 def read_table(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Read a delimited text file of numbers.
+    """Read a table of numbers; every column is used.
 
     The delimiter (comma, tab, semicolon or whitespace) and a header row are
     detected.  A first column headed "", "rownames" or "row.names" holds row
     names and is dropped.  Returns the (n, d) float64 array and the column
-    names (``column 1``, ... when there is no header).
+    names (``column 1``, ... when there is no header).  See :func:`read_data`.
     """
-    path = Path(path)
+    table = read_data(path)
+    return table.X, table.names
+
+
+# ------------------------------------------------------------------ column selection
+
+
+def _selection(src: _Source, columns: Sequence[str] | None,
+               weights: str | None) -> tuple[list[int], int | None]:
+    """Indices of the data columns and of the weights column."""
+    weight = None if weights is None else _resolve(weights, src)
+    if columns is None:
+        data = [j for j in range(len(src.names)) if j != weight]
+        if not data:
+            raise InvalidInputError(
+                f"{src.label} has no column left for the data besides the weights column "
+                f"{src.names[weight]!r}")
+        return data, weight
+    if isinstance(columns, str | int):
+        columns = [columns]
+    data = [_resolve(spec, src) for spec in columns]
+    if not data:
+        raise InvalidInputError("the column selection is empty; name at least one column")
+    seen: set[int] = set()
+    for j in data:
+        if j in seen:
+            raise InvalidInputError(
+                f"column {src.names[j]!r} is selected twice; list each column once")
+        seen.add(j)
+    if weight is not None and weight in seen:
+        raise InvalidInputError(
+            f"column {src.names[weight]!r} is selected both as data and as the weights; "
+            "leave it out of the data columns")
+    return data, weight
+
+
+def _resolve(spec: str | int, src: _Source) -> int:
+    """A column's index from its name, else its 1-based position."""
+    names = src.names
+    text = str(spec).strip() if not isinstance(spec, str) else spec
+    if text in names:
+        return names.index(text)
+    if text.strip().isdigit():
+        position = int(text)
+        if 1 <= position <= len(names):
+            return position - 1
+        raise InvalidInputError(
+            f"column position {position} is out of range: {src.label} has {len(names)} "
+            f"column{'s' if len(names) != 1 else ''} (1 to {len(names)})")
+    close = difflib.get_close_matches(text, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    shown = ", ".join(repr(name) for name in names[:20])
+    if len(names) > 20:
+        shown += f", ... ({len(names)} in all)"
+    raise InvalidInputError(
+        f"{src.label} has no column {text!r}; {hint}its columns are {shown} "
+        "(or give a 1-based position)")
+
+
+# -------------------------------------------------------------------------- sources
+
+
+class _Source:
+    """A table's column names and its rows, block by block."""
+
+    label: str
+    names: list[str]
+    n_rows: int | None = None
+
+    def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _open_source(source: str | os.PathLike, stdin: IO[str] | None) -> _Source:
+    if isinstance(source, str) and source == "-":
+        return _TextSource(None, stdin if stdin is not None else sys.stdin, "standard input")
+    path = Path(source)
+    label = repr(str(path))
     if not path.exists():
         raise InvalidInputError(f"no such file: {str(path)!r}")
     if path.is_dir():
-        raise InvalidInputError(f"{str(path)!r} is a directory, not a data file")
+        raise InvalidInputError(f"{label} is a directory, not a data file")
+    suffix = path.suffix.lower()
+    if suffix in _NPY_SUFFIXES:
+        return _NpySource(path, label)
+    if suffix in _PARQUET_SUFFIXES:
+        return _ParquetSource(path, label)
+    if suffix not in _TEXT_SUFFIXES:
+        # Unknown extension: recognise the binary formats by their magic
+        # bytes, and refuse other binary files before parsing them as text.
+        head = _read_head(path, label)
+        if head.startswith(b"\x93NUMPY"):
+            return _NpySource(path, label)
+        if head.startswith(b"PAR1"):
+            return _ParquetSource(path, label)
+        if _is_binary(head):
+            raise InvalidInputError(f"{label} is not a text file; {_SUPPORTED}")
+    return _TextSource(path, None, label)
+
+
+def _read_head(path: Path, label: str) -> bytes:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as f:
+            return f.read(1 << 16)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {label}: {exc.strerror or exc}") from None
+
+
+def _is_binary(head: bytes) -> bool:
+    if b"\x00" in head:
+        return True
+    try:
+        # final=False: a multi-byte character cut at the end of the sample is fine.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
-        raise InvalidInputError(
-            f"{str(path)!r} is not a UTF-8 text file; pass a CSV/TSV table of numbers"
-        ) from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        raise InvalidInputError(f"{str(path)!r} is empty: there is nothing to fit")
-    delimiter = _delimiter(lines[0])
-    if delimiter is None:
-        rows = [line.split() for line in lines]
-    else:
-        rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
-    header: list[str] | None = None
-    if any(not _is_number(cell) for cell in rows[0]):
-        header, rows = rows[0], rows[1:]
-    if not rows:
-        raise InvalidInputError(f"{str(path)!r} has a header but no data rows")
-    width = len(rows[0])
-    names = header if header is not None else [f"column {j + 1}" for j in range(width)]
-    if len(names) != width:
-        raise InvalidInputError(
-            f"{str(path)!r}: the header has {len(names)} columns but row 1 has {width}")
-    values = np.empty((len(rows), width))
-    for i, row in enumerate(rows):
-        if len(row) != width:
+        return True
+    return False
+
+
+class _TextSource(_Source):
+    """Delimited text; the delimiter and a header are detected from the first lines."""
+
+    def __init__(self, path: Path | None, stream: IO[str] | None, label: str):
+        self.label = label
+        self._path = path
+        self._pending: Iterator[str] | None = None
+        if path is not None:
+            with self._open() as f:
+                self._inspect(f)
+            self._pending = None  # each pass over a file reopens it
+        else:
+            self._inspect(stream)
+
+    def _open(self) -> IO[str]:
+        try:
+            # utf-8-sig drops the byte-order mark Excel writes; newline=""
+            # is what the csv module needs for quoted fields.
+            return self._path.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
             raise InvalidInputError(
-                f"{str(path)!r}: row {i + 1} has {len(row)} columns, expected {width}")
-        for j, cell in enumerate(row):
+                f"cannot read {self.label}: {exc.strerror or exc}") from None
+
+    def _inspect(self, stream: IO[str]) -> None:
+        with _TextErrors(self.label):
+            lines = _nonblank(stream)
+            first = next(lines, None)
+            if first is None:
+                raise InvalidInputError(f"{self.label} is empty: it has no rows of data")
+            second = next(lines, None)
+            self._delimiter = _delimiter(first, second)
+            head = _split_line(first, self._delimiter)
+            self._header = any(not _is_number_or_missing(cell) for cell in head)
+            if self._header:
+                if second is None:
+                    raise InvalidInputError(f"{self.label} has a header but no data rows")
+                names = [_clean_name(cell, self._delimiter) for cell in head]
+                first_width = len(_split_line(second, self._delimiter))
+                pending = [second]
+            else:
+                names = [f"column {j + 1}" for j in range(len(head))]
+                pending = [first] if second is None else [first, second]
+        self._width = len(head)
+        self._skip = 0
+        if self._header and len(names) > 1 and names[0].lower() in _ROW_NAME_HEADERS:
+            self._skip = 1  # R's write.csv: a row-names column headed ""
+            names = names[1:]
+        elif self._header and first_width == len(names) + 1:
+            # R's write.table (and pandas' rule): a header one cell short of
+            # the rows means the first column holds row names.
+            self._skip = 1
+            self._width += 1
+        self.names = names
+        self._pending = chain(pending, lines)
+
+    def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
+        if self._path is None:
+            if self._pending is None:
+                raise InvalidInputError("standard input can be read only once")
+            lines, self._pending = self._pending, None
+            return self._parse(lines, select, rows, None)
+        f = self._open()
+        lines = _nonblank(f)
+        if self._header:
+            with _TextErrors(self.label):
+                next(lines)
+        return self._parse(lines, select, rows, f)
+
+    def _parse(self, lines: Iterator[str], select: list[int], rows: int,
+               f: IO[str] | None) -> Iterator[np.ndarray]:
+        raw = [j + self._skip for j in select]
+        names = [self.names[j] for j in select]
+        start = 1
+        try:
+            while True:
+                with _TextErrors(self.label):
+                    block = list(islice(lines, rows))
+                if not block:
+                    return
+                with _TextErrors(self.label):
+                    yield self._parse_block(block, raw, names, start)
+                start += len(block)
+        finally:
+            if f is not None:
+                f.close()
+
+    def _parse_block(self, lines: list[str], select: list[int], names: list[str],
+                     start: int) -> np.ndarray:
+        """The selected columns of some lines as float64, every cell checked."""
+        n, width, delimiter = len(lines), self._width, self._delimiter
+        if delimiter is not None:
+            # Fast path, for blocks without quotes whose lines all hold the
+            # expected number of delimiters: split the block's text at once
+            # (the csv module and a transpose cost more than the floats).
+            text = "".join(lines)
+            if '"' not in text and set(map(str.count, lines, repeat(delimiter))) == {width - 1}:
+                if not text.endswith("\n"):
+                    text += "\n"
+                cells = text.replace("\n", delimiter).split(delimiter)
+                # A lone "\r" ending a line would merge two rows: the count shows it.
+                if len(cells) == n * width + 1:
+                    return self._convert([cells[j:n * width:width] for j in select], names,
+                                         start)
+            rows = list(csv.reader(lines, delimiter=delimiter))
+        else:
+            rows = [line.split() for line in lines]
+        if len(rows) != n:
+            raise InvalidInputError(
+                f"{self.label}: a quoted cell spans lines near data row {start}; "
+                "numeric tables need one row per line")
+        if set(map(len, rows)) != {width}:
+            i = next(i for i, row in enumerate(rows) if len(row) != width)
+            like = "like the header" if self._header else "like data row 1"
+            raise InvalidInputError(
+                f"{self.label}: data row {start + i} has {len(rows[i])} columns, expected "
+                f"{width} {like}; fix or remove that row")
+        return self._convert([[row[j] for row in rows] for j in select], names, start)
+
+    def _convert(self, columns: list[list[str]], names: list[str], start: int) -> np.ndarray:
+        n = len(columns[0])
+        out = np.empty((n, len(columns)))
+        for k, cells in enumerate(columns):
             try:
-                values[i, j] = float(cell)
+                values = np.fromiter(map(float, cells), dtype=np.float64, count=n)
             except ValueError:
-                raise InvalidInputError(
-                    f"{str(path)!r}: column {names[j]!r} is not numeric (row {i + 1} holds "
-                    f"{cell!r}); drop or encode that column"
-                ) from None
-    if header is not None and width > 1 and names[0].strip().lower() in _ROW_NAME_HEADERS:
-        values, names = values[:, 1:], names[1:]
-    return values, names
+                values = None
+            if values is None or not np.isfinite(values).all():
+                _raise_bad_cell(cells, names[k], self.label, start)
+            out[:, k] = values
+        return out
 
 
-def _delimiter(line: str) -> str | None:
-    for candidate in (",", "\t", ";"):
-        if candidate in line:
-            return candidate
-    return None
+class _TextErrors:
+    """Turn decoding and csv errors into one-line input errors."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, UnicodeDecodeError):
+            raise InvalidInputError(f"{self.label} is not a UTF-8 text file; {_SUPPORTED}") \
+                from None
+        if exc_type is not None and issubclass(exc_type, csv.Error):
+            raise InvalidInputError(
+                f"{self.label} cannot be read as delimited text ({_one_line(str(exc))}); "
+                f"{_SUPPORTED}") from None
 
 
-def _is_number(cell: str) -> bool:
+def _nonblank(lines: Iterable[str]) -> Iterator[str]:
+    return (line for line in lines if not line.isspace())
+
+
+def _delimiter(first: str, second: str | None) -> str | None:
+    """The delimiter of the first two lines; None for runs of whitespace.
+
+    A delimiter must split the second line as it splits the first (or into
+    one more cell: row names), so that a comma in a TSV header's names does
+    not make it a CSV.
+    """
+    present = [c for c in (",", "\t", ";") if c in first]
+    if second is not None:
+        for candidate in present:
+            width = len(_split_line(first, candidate))
+            if width > 1 and len(_split_line(second, candidate)) in (width, width + 1):
+                return candidate
+    return present[0] if present else None
+
+
+def _split_line(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is None:
+        return line.split()
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _clean_name(cell: str, delimiter: str | None) -> str:
+    name = cell.strip()
+    if delimiter is None and len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]  # R's write.table quotes names even when space separated
+    return name
+
+
+def _is_number_or_missing(cell: str) -> bool:
+    if cell.strip().lower() in _MISSING:
+        return True
     try:
         float(cell)
     except ValueError:
         return False
     return True
+
+
+def _raise_bad_cell(cells: Sequence[str], name: str, label: str, start: int) -> None:
+    """Raise for the first cell of a column that is not a finite number."""
+    for i, cell in enumerate(cells):
+        shown = cell.strip()
+        row = start + i
+        try:
+            value = float(cell)
+        except ValueError:
+            if shown.lower() in _MISSING:
+                _raise_missing(name, label, row, shown)
+            hint = ""
+            if re.fullmatch(r"[-+]?\d+,\d+", shown):
+                hint = " (decimal commas are not supported: write 1.5, not 1,5)"
+            raise InvalidInputError(
+                f"{label}: column {name!r} is not numeric (row {row} holds {shown!r}){hint}; "
+                "drop it with --columns or encode it as numbers") from None
+        if math.isnan(value):
+            _raise_missing(name, label, row, shown)
+        if math.isinf(value):
+            _raise_infinite(name, label, row, shown)
+    raise AssertionError("no bad cell found")  # pragma: no cover
+
+
+def _raise_missing(name: str, label: str, row: int, shown: str) -> None:
+    raise InvalidInputError(
+        f"{label}: column {name!r} contains NaN or missing values (first at data row {row}, "
+        f"{shown!r}); remove or impute those rows, or leave the column out with --columns")
+
+
+def _raise_infinite(name: str, label: str, row: int, shown: str) -> None:
+    raise InvalidInputError(
+        f"{label}: column {name!r} contains infinite values (first at data row {row}, "
+        f"{shown!r}); remove those rows or replace the values")
+
+
+def _check_finite(values: np.ndarray, names: list[str], label: str, start: int) -> None:
+    """Raise for the first NaN or infinity, column by column as text is checked."""
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    for k in range(values.shape[1]):
+        bad = np.flatnonzero(~finite[:, k])
+        if bad.size:
+            i = int(bad[0])
+            value = float(values[i, k])
+            if math.isnan(value):
+                _raise_missing(names[k], label, start + i, repr(value))
+            _raise_infinite(names[k], label, start + i, repr(value))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class _NpySource(_Source):
+    """A NumPy .npy file, memory-mapped so that blocks are read on demand."""
+
+    def __init__(self, path: Path, label: str):
+        self.label = label
+        try:
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError as exc:
+            message = str(exc)
+            if "pickle" in message or "Python objects" in message:
+                raise InvalidInputError(
+                    f"{label} holds Python objects (pickled data), which emix never loads; "
+                    "save a plain numeric array with np.save(path, X.astype(float))") from None
+            raise InvalidInputError(
+                f"{label} is not a valid .npy file ({_one_line(message)})") from None
+        except (OSError, EOFError) as exc:
+            raise InvalidInputError(
+                f"{label} is not a valid .npy file ({_one_line(str(exc))})") from None
+        if not isinstance(array, np.ndarray):
+            raise InvalidInputError(f"{label} is not a .npy array file")
+        if array.dtype.names is not None:
+            raise InvalidInputError(
+                f"{label} holds a structured array (fields {', '.join(array.dtype.names)}); "
+                "save a plain 2-D numeric array instead")
+        if array.dtype.kind not in "biuf":
+            raise InvalidInputError(
+                f"{label} holds {array.dtype} values, not real numbers; "
+                "save a numeric array with np.save(path, X.astype(float))")
+        if array.ndim == 1:
+            array = array[:, None]
+        if array.ndim != 2:
+            raise InvalidInputError(
+                f"{label} holds a {array.ndim}-dimensional array; a table needs 1 or 2 "
+                "dimensions (rows x columns)")
+        if array.shape[0] == 0:
+            raise InvalidInputError(f"{label} is empty: it has no rows of data")
+        if array.shape[1] == 0:
+            raise InvalidInputError(f"{label} has no columns")
+        self._array = array
+        self.names = [f"column {j + 1}" for j in range(array.shape[1])]
+        self.n_rows = array.shape[0]
+
+    def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
+        array = self._array
+        names = [self.names[j] for j in select]
+        whole = select == list(range(array.shape[1]))
+        for start in range(0, array.shape[0], rows):
+            part = array[start:start + rows]
+            # Only the slice is read from disk; the copy detaches it from the map.
+            values = np.array(part if whole else part[:, select], dtype=np.float64)
+            _check_finite(values, names, self.label, start + 1)
+            yield values
+
+    def close(self) -> None:
+        # The map closes when the last array using it goes; chunks are copies.
+        self._array = None
+
+
+class _ParquetSource(_Source):
+    """A Parquet file, read batch by batch with pyarrow."""
+
+    def __init__(self, path: Path, label: str):
+        self.label = label
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InvalidInputError(
+                "reading Parquet needs pyarrow: pip install 'emix[parquet]'") from None
+        try:
+            self._file = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            raise InvalidInputError(
+                f"{label} is not a valid Parquet file ({_one_line(str(exc))})") from None
+        schema = self._file.schema_arrow
+        self.names = list(schema.names)
+        self._types = [schema.field(j).type for j in range(len(schema.names))]
+        self.n_rows = self._file.metadata.num_rows
+        if not self.names:
+            raise InvalidInputError(f"{label} has no columns")
+        if self.n_rows == 0:
+            raise InvalidInputError(f"{label} is empty: it has no rows of data")
+
+    def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        names = [self.names[j] for j in select]
+        for j in select:
+            kind = self._types[j]
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                    or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)):
+                raise InvalidInputError(
+                    f"{self.label}: column {self.names[j]!r} is not numeric (Parquet type "
+                    f"{kind}); drop it with --columns or encode it as numbers")
+        return self._batches(select, names, rows, pa, pc)
+
+    def _batches(self, select, names, rows, pa, pc) -> Iterator[np.ndarray]:
+        start = 1
+        for batch in self._file.iter_batches(batch_size=rows, columns=names):
+            out = np.empty((batch.num_rows, len(select)))
+            for k, name in enumerate(names):
+                column = batch.column(batch.schema.get_field_index(name))
+                if column.null_count:
+                    nulls = column.is_null().to_numpy(zero_copy_only=False)
+                    _raise_missing(name, self.label, start + int(np.argmax(nulls)), "null")
+                out[:, k] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+            _check_finite(out, names, self.label, start)
+            start += batch.num_rows
+            yield out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# -------------------------------------------------------------------------- writing
+
+
+def output_format(path: str | os.PathLike | None, fmt: str | None = None) -> str:
+    """The output format: ``fmt`` checked, or else inferred from the extension.
+
+    ``.json`` gives "json", ``.tsv`` "tsv", anything else (and standard
+    output) "csv".
+    """
+    if fmt is not None:
+        chosen = str(fmt).lower()
+        if chosen not in _OUTPUT_FORMATS:
+            raise InvalidInputError(
+                f"unknown output format {fmt!r}; choose one of {', '.join(_OUTPUT_FORMATS)}")
+        return chosen
+    if path is None or (isinstance(path, str) and path == "-"):
+        return "csv"
+    return {".json": "json", ".tsv": "tsv"}.get(Path(path).suffix.lower(), "csv")
+
+
+def write_table(dest: str | os.PathLike | None, array: Any, names: Sequence[str], *,
+                fmt: str | None = "csv", stdout: IO[str] | None = None) -> None:
+    """Write a 2-D numeric array as CSV, TSV or JSON.
+
+    Parameters
+    ----------
+    dest : str, path-like or None
+        The output file, replaced atomically; ``"-"`` or None for ``stdout``.
+    array : array-like of shape (n_rows, n_columns)
+        Integers are written as integers, floats in the shortest form that
+        reads back to the same float64.  A 1-D array is one column.
+    names : sequence of str
+        The column names (the CSV header; the JSON keys).
+    fmt : {"csv", "tsv", "json"} or None
+        None infers it from ``dest``'s extension (see :func:`output_format`).
+        JSON is a list of objects, one per row: ``[{"a": 1.5, "b": 2}, ...]``,
+        with null for NaN and infinities.
+    stdout : text stream, optional
+        Where ``"-"`` writes; default ``sys.stdout``.
+    """
+    values = _as_rows(array, len(names))
+    with TableWriter(dest, names, fmt, stdout=stdout) as writer:
+        writer.write(values)
+
+
+class TableWriter:
+    """Write a table chunk by chunk; a context manager.
+
+    On a clean exit the file is complete and renamed over ``dest``; if the
+    block raises, the temporary file is removed and an existing ``dest`` is
+    left as it was.  Standard output is written as the chunks come.
+
+    Parameters
+    ----------
+    dest, names, fmt, stdout
+        As for :func:`write_table`.
+    """
+
+    def __init__(self, dest: str | os.PathLike | None, names: Sequence[str],
+                 fmt: str | None = "csv", *, stdout: IO[str] | None = None):
+        self.fmt = output_format(dest, fmt)
+        self.names = [str(name) for name in names]
+        if not self.names:
+            raise InvalidInputError("a table to write needs at least one column")
+        if self.fmt == "json" and len(set(self.names)) != len(self.names):
+            duplicated = next(n for n in self.names if self.names.count(n) > 1)
+            raise InvalidInputError(
+                f"column name {duplicated!r} appears twice; JSON objects need unique names")
+        self.rows_written = 0
+        self._stream: IO[str] | None = None
+        self._tmp: str | None = None
+        self._done = False
+        if dest is None or (isinstance(dest, str) and dest == "-"):
+            self._path = None
+            self._stdout = stdout if stdout is not None else sys.stdout
+        else:
+            self._path = Path(dest)
+            self._stdout = None
+            parent = self._path.parent
+            if not parent.is_dir():
+                raise InvalidInputError(
+                    f"output directory {str(parent)!r} does not exist; create it first")
+            if self._path.is_dir():
+                raise InvalidInputError(
+                    f"{str(self._path)!r} is a directory; give a file name to write")
+        if self.fmt == "json":
+            self._keys = [json.dumps(name) + ": " for name in self.names]
+        else:
+            self._delimiter = "\t" if self.fmt == "tsv" else ","
+
+    def __enter__(self) -> TableWriter:
+        if self._path is None:
+            self._stream = self._stdout
+        else:
+            self._stream = self._open_temporary()
+        try:
+            self._write_start()
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            self._write_end()
+            self._commit()
+        except BaseException:
+            self._discard()
+            raise
+
+    def write(self, chunk: Any) -> None:
+        """Append rows: an array-like of shape (m, len(names))."""
+        if self._stream is None or self._done:
+            raise RuntimeError("TableWriter.write needs an open writer: use it in a with block")
+        values = _as_rows(chunk, len(self.names))
+        if not len(values):
+            return
+        rows = values.tolist()
+        if self.fmt == "json":
+            text = self._json_rows(rows, values)
+        else:
+            text = "".join(self._delimiter.join(map(repr, row)) + "\n" for row in rows)
+            if values.dtype.kind == "f":
+                # Whole floats as integers ("2", not "2.0"): they read back to
+                # the same float64, and labels stored among floats stay labels.
+                text = _WHOLE_FLOAT.sub("", text)
+        self._stream.write(text)
+        self.rows_written += len(rows)
+
+    # The pieces of the document.
+
+    def _write_start(self) -> None:
+        if self.fmt == "json":
+            self._stream.write("[")
+        else:
+            writer = csv.writer(self._stream, delimiter=self._delimiter, lineterminator="\n")
+            writer.writerow(self.names)
+
+    def _json_rows(self, rows: list[list[Any]], values: np.ndarray) -> str:
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            # JSON has no NaN or infinity: write null.
+            rows = [[v if math.isfinite(v) else None for v in row] for row in rows]
+        keys = self._keys
+        parts = []
+        for row in rows:
+            separator = "\n" if self.rows_written == 0 and not parts else ",\n"
+            cells = ", ".join(key + _json_number(v) for key, v in zip(keys, row, strict=True))
+            parts.append(separator + "{" + cells + "}")
+        return "".join(parts)
+
+    def _write_end(self) -> None:
+        if self.fmt == "json":
+            self._stream.write("\n]\n")
+
+    # Atomic replacement.
+
+    def _open_temporary(self) -> IO[str]:
+        path = self._path
+        try:
+            fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
+        except OSError as exc:
+            raise InvalidInputError(
+                f"cannot write to {str(path.parent)!r}: {exc.strerror or exc}") from None
+        return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def _commit(self) -> None:
+        self._done = True
+        if self._path is None:
+            self._stream.flush()
+            return
+        stream, self._stream = self._stream, None
+        try:
+            stream.flush()
+            os.fsync(stream.fileno())
+            stream.close()
+            # mkstemp makes the file private (0600); give it the mode a new
+            # file would have, or the mode of the file it replaces.
+            os.chmod(self._tmp, _new_file_mode(self._path))
+            os.replace(self._tmp, self._path)
+        except OSError as exc:
+            stream.close()
+            raise InvalidInputError(
+                f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from None
+        self._tmp = None
+
+    def _discard(self) -> None:
+        self._done = True
+        if self._path is None:
+            return
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except FileNotFoundError:
+                pass
+            self._tmp = None
+
+
+#: The ".0" that ends a whole float's repr (a cell is followed by a delimiter or newline).
+_WHOLE_FLOAT = re.compile(r"\.0(?=[,\t\n])")
+
+
+def _json_number(value: float | int | None) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    # -0.0 keeps its point: JSON's integer -0 would read back as 0.
+    return text[:-2] if text.endswith(".0") and text != "-0.0" else text
+
+
+def _as_rows(array: Any, width: int) -> np.ndarray:
+    """A 2-D array of ints or floats, ``width`` columns wide."""
+    values = np.asarray(array)
+    if values.ndim == 1 and width == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[1] != width:
+        raise InvalidInputError(
+            f"cannot write an array of shape {values.shape} under {width} column "
+            f"name{'s' if width != 1 else ''}; expected shape (n_rows, {width})")
+    if values.dtype.kind == "b":
+        return values.astype(np.int64)
+    if values.dtype.kind not in "iuf":
+        raise InvalidInputError(
+            f"cannot write {values.dtype} values as a numeric table; pass numbers")
+    return values
+
+
+def _new_file_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Reading the umask through os.umask changes it for a moment (racy in
+    # threaded programs); Linux shows it in /proc without side effects.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
