@@ -6,8 +6,9 @@ import sys
 HEAVY = ("matplotlib", "dask", "distributed", "torch", "cupy", "sklearn", "pandas",
          "pyarrow", "numba")
 
-MODULES = ("emix", "emix.cli.main", "emix.io.model_file", "emix.io.tables", "emix.datasets",
-           "emix.em.engine", "emix.em.init", "emix.families", "emix.execution")
+MODULES = ("emix", "emix.cli.main", "emix.cli.progress", "emix.io.model_file",
+           "emix.io.tables", "emix.datasets", "emix.em.engine", "emix.em.init", "emix.families",
+           "emix.execution", "emix.selection", "emix.plotting")
 
 
 def test_no_optional_stack_is_imported():

@@ -3,6 +3,7 @@
 Public names only; everything else is an implementation detail.
 """
 
+from .em.engine import Progress
 from .exceptions import (
     ComponentCollapseWarning,
     ConvergenceWarning,
@@ -16,6 +17,7 @@ from .exceptions import (
 )
 from .io.model_file import load, save
 from .mixture import GaussianMixture
+from .selection import SelectionResult, select
 
 __version__ = "0.1.0"
 
@@ -30,7 +32,10 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "NumericalError",
+    "Progress",
+    "SelectionResult",
     "__version__",
     "load",
     "save",
+    "select",
 ]

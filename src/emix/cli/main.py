@@ -2,26 +2,49 @@
 
 ``main(argv)`` runs in-process and returns the exit status: 0 on success, 2
 for a problem with the input or the options (one line on stderr, no
-traceback), 1 only for a genuine bug.
+traceback), 1 only for a genuine bug.  Components are numbered from 1 in
+everything the command prints or writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from .. import __version__
-from ..datasets import load_faithful
-from ..exceptions import EmixError
+from ..datasets import load_faithful, two_gaussians
+from ..exceptions import EmixError, InvalidInputError
 from ..families.covariance import COVARIANCE_MODELS
-from ..io.tables import read_table
+from ..io.model_file import load, save
+from ..io.tables import ChunkedTable, Table, TableWriter, iter_chunks, output_format, read_data
 from ..mixture import GaussianMixture
+from ..selection import (
+    CONVENTIONS,
+    COVARIANCE_ORDER,
+    CRITERIA,
+    SELECTION_MAX_ITER,
+    SELECTION_TOL,
+    SelectionResult,
+    select,
+)
+from .progress import NORMAL, QUIET, VERBOSE, ProgressReporter
+from .report import feature_names, format_model, model_record, selection_record
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE = 0, 1, 2
+
+#: Rows per chunk when ``emix predict`` streams a file.
+PREDICT_CHUNK_ROWS = 65_536
+
+FAITHFUL = "Old Faithful (embedded)"
 
 
 class _UsageError(Exception):
@@ -36,27 +59,146 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="emix",
-        description="Fit mixture models by Expectation-Maximization.",
-        epilog="Run 'emix fit' with no file to fit the embedded Old Faithful data.",
+        description="Fit Gaussian mixture models by Expectation-Maximization.",
+        epilog="Run 'emix fit' with no file to fit the embedded Old Faithful data; "
+               "'emix COMMAND --help' for each command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"emix {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    fit = commands.add_parser(
-        "fit", help="fit a Gaussian mixture to a CSV file (or the Old Faithful data)",
-        description="Fit a Gaussian mixture and print its parameters.",
-        epilog="examples:\n  emix fit\n  emix fit data.csv -k 3 --covariance diag",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+    fit = _command(
+        commands, "fit", "fit a mixture (or select among several) and print it",
+        "Fit a Gaussian mixture to a data file and print its parameters. A range of K "
+        "or several covariance structures fits each and selects by an information "
+        "criterion.",
+        "emix fit                                   # Old Faithful, K=2, full\n"
+        "emix fit data.csv -k 3 --covariance diag --save model.emix\n"
+        "emix fit -k 1..6 --covariance all --plot selection.png\n"
+        "emix fit data.parquet --columns x,y --weights count --format json\n"
+        "cat data.csv | emix fit - -k 2..4 --criterion icl")
     fit.add_argument("file", nargs="?", metavar="FILE",
-                     help="CSV/TSV file of numbers (header detected); default: Old Faithful")
-    fit.add_argument("-k", "--components", type=_positive_int, default=2, metavar="K",
-                     help="number of components (default 2)")
-    fit.add_argument("--covariance", choices=sorted(COVARIANCE_MODELS), default="full",
-                     help="covariance structure (default full)")
+                     help="CSV/TSV (header detected), Parquet or .npy file, or - for stdin; "
+                          "default: the embedded Old Faithful data")
+    fit.add_argument("-k", "--components", type=_component_counts, default=[2], metavar="K",
+                     help="number of components: 3, a range 1..8, or a list 2,4,6 (default 2)")
+    fit.add_argument("--covariance", type=_covariance_types, default=["full"],
+                     metavar="TYPE", help="full, tied, diag, spherical, a list (full,diag) "
+                                          "or all (default full)")
+    _add_columns(fit)
+    fit.add_argument("--weights", metavar="COLUMN",
+                     help="column of frequency weights (name or 1-based position)")
+    fit.add_argument("--criterion", choices=CRITERIA, default="bic",
+                     help="criterion for selecting among several models (default bic)")
+    fit.add_argument("--convention", choices=CONVENTIONS, default="sklearn",
+                     help="sklearn: -2 log L + penalty, lower is better (default); "
+                          "mclust: R mclust's sign, higher is better")
+    fit.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
+                     help="initialisations per model; the best is kept (default 1)")
     fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--max-iter", type=_positive_int, default=SELECTION_MAX_ITER,
+                     metavar="N", help="most EM iterations per initialisation "
+                                       f"(default {SELECTION_MAX_ITER})")
+    fit.add_argument("--tol", type=_positive_float, default=SELECTION_TOL,
+                     help="stop when the log-likelihood per sample changes less "
+                          f"(default {SELECTION_TOL:g}: tight, since criteria compare fits)")
+    fit.add_argument("--save", metavar="MODEL", help="write the (best) model to this file")
+    fit.add_argument("--plot", metavar="PICTURE",
+                     help="draw the fit (and the selection curves) to a .png, .svg or .pdf")
+    fit.add_argument("--format", choices=("table", "json"), default="table",
+                     help="output format on stdout (default table)")
+    _add_verbosity(fit)
+
+    predict = _command(
+        commands, "predict", "label the rows of a file with a fitted model",
+        "Write the most probable component of each row (1-based), and with --proba "
+        "the probability of each component. Large files are streamed in chunks.",
+        "emix predict model.emix data.csv\n"
+        "emix predict model.emix data.parquet --proba -o labels.csv\n"
+        "emix predict model.emix big.npy --format json -o labels.json")
+    predict.add_argument("model", metavar="MODEL", help="model file written by emix fit --save")
+    predict.add_argument("file", metavar="FILE", help="data file, or - for stdin")
+    predict.add_argument("--proba", action="store_true",
+                         help="also write each component's probability")
+    _add_columns(predict, default="the model's feature names when the file has them")
+    _add_output(predict)
+    predict.add_argument("--chunk-size", type=_positive_int, default=PREDICT_CHUNK_ROWS,
+                         metavar="ROWS", help=f"rows read at a time (default {PREDICT_CHUNK_ROWS})")
+
+    sample = _command(
+        commands, "sample", "draw samples from a fitted model",
+        "Draw N rows from the fitted mixture, with the component each came from.",
+        "emix sample model.emix -n 1000\nemix sample model.emix -n 5 --seed 1 --format json")
+    sample.add_argument("model", metavar="MODEL", help="model file")
+    sample.add_argument("-n", "--n-samples", type=_positive_int, required=True, metavar="N",
+                        help="number of rows to draw")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_output(sample)
+
+    show = _command(
+        commands, "show", "print a model file's parameters",
+        "Print the parameters of a model file: weights, means and covariances.",
+        "emix show model.emix\nemix show model.emix --format json")
+    show.add_argument("model", metavar="MODEL", help="model file")
+    show.add_argument("--format", choices=("table", "json"), default="table",
+                      help="output format (default table)")
+
+    plot = _command(
+        commands, "plot", "draw a fitted model over data",
+        "Draw a model over data: a histogram with the component densities (1 feature), "
+        "a scatter with covariance ellipses and density contours (2), a pair grid (more).",
+        "emix plot model.emix data.csv -o fit.png\n"
+        "emix plot model.emix data.csv --trace -o trace.svg")
+    plot.add_argument("model", metavar="MODEL", help="model file")
+    plot.add_argument("file", metavar="FILE", help="data file, or - for stdin")
+    plot.add_argument("-o", "--output", required=True, metavar="PICTURE",
+                      help=".png, .svg or .pdf file to write")
+    plot.add_argument("--trace", action="store_true",
+                      help="draw the log-likelihood per iteration of the fit instead")
+    _add_columns(plot, default="the model's feature names when the file has them")
+
+    demo = _command(
+        commands, "demo", "the experiment emix grew from: two 1-D Gaussians",
+        "Draw 20,000 samples from a known two-component 1-D mixture (weights 0.3/0.7, "
+        "means -1/3, standard deviations 1/0.6), fit it, and print the true and the "
+        "estimated parameters side by side; draw the fit.",
+        "emix demo\nemix demo -n 1000000 --seed 3 --plot demo.svg")
+    demo.add_argument("-n", "--n-samples", type=_positive_int, default=20_000, metavar="N",
+                      help="samples to draw (default 20000)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--plot", metavar="PICTURE", default="emix-demo.png",
+                      help="picture of the fit (default emix-demo.png); --plot '' for none")
+    _add_verbosity(demo)
     return parser
 
 
+def _command(commands, name: str, summary: str, description: str, examples: str):
+    return commands.add_parser(
+        name, help=summary, description=description,
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_columns(parser, default: str = "all columns") -> None:
+    parser.add_argument("--columns", type=_column_list, metavar="A,B",
+                        help=f"columns to use, by name or 1-based position (default: {default})")
+
+
+def _add_output(parser) -> None:
+    parser.add_argument("-o", "--output", metavar="OUT", default="-",
+                        help="file to write (default: stdout)")
+    parser.add_argument("--format", choices=("csv", "json"), default=None,
+                        help="output format (default: from OUT's extension, else csv)")
+
+
+def _add_verbosity(parser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="print nothing but the result and errors")
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="report every few iterations of every fit")
+
+
+# -- option values ---------------------------------------------------------------------
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -67,80 +209,317 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def main(argv: Sequence[str] | None = None, *, stdout=None, stderr=None) -> int:
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _component_counts(text: str) -> list[int]:
+    """``3``, ``1..8`` (or ``1-8``) or ``2,4,6``."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:\.\.|-)\s*(\d+)\s*", text)
+    if match:
+        low, high = int(match[1]), int(match[2])
+        if 1 <= low <= high:
+            return list(range(low, high + 1))
+    else:
+        try:
+            counts = [int(part) for part in text.split(",")]
+        except ValueError:
+            counts = []
+        if counts and min(counts) >= 1:
+            return sorted(set(counts))
+    raise argparse.ArgumentTypeError(
+        f"expected a number of components such as 3, 1..8 or 2,4,6; got {text!r}")
+
+
+def _covariance_types(text: str) -> list[str]:
+    if text == "all":
+        return list(COVARIANCE_ORDER)
+    types = [part.strip() for part in text.split(",")]
+    unknown = [t for t in types if t not in COVARIANCE_MODELS]
+    if unknown or not types:
+        raise argparse.ArgumentTypeError(
+            f"unknown covariance type {unknown[0] if unknown else text!r}; choose from "
+            f"{', '.join(COVARIANCE_ORDER)}, a comma-separated list of them, or all")
+    return sorted(set(types), key=COVARIANCE_ORDER.index)
+
+
+def _column_list(text: str) -> list[str]:
+    columns = [part.strip() for part in text.split(",")]
+    if not all(columns):
+        raise argparse.ArgumentTypeError(
+            f"expected column names or 1-based positions separated by commas, got {text!r}")
+    return columns
+
+
+# -- running ---------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
+         stderr: TextIO | None = None, stdin: TextIO | None = None) -> int:
     """Run the command line ``argv``; returns the exit status."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    stdin = stdin or sys.stdin
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
+        with contextlib.redirect_stdout(stdout):  # --help and --version print there
+            args = parser.parse_args(list(argv) if argv is not None else None)
         if args.command is None:
             parser.print_help(stdout)
             return EXIT_USAGE
-        return _fit(args, stdout, stderr)
+        command = _COMMANDS[args.command]
+        with _warnings_to(stderr, quiet=getattr(args, "quiet", False)):
+            return command(args, stdout=stdout, stderr=stderr, stdin=stdin)
     except _UsageError as exc:
         print(str(exc), file=stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except EmixError as exc:
-        print(f"emix: error: {exc}", file=stderr)
+        print(f"emix: error: {_one_line(exc)}", file=stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # unwritable output, disk full: the user's to fix
+        print(f"emix: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=stderr)
         return EXIT_USAGE
 
 
-def _fit(args: argparse.Namespace, stdout, stderr) -> int:
-    if args.file is None:
-        X, columns = load_faithful()
-        source = "Old Faithful (embedded)"
-    else:
-        X, columns = read_table(args.file)
-        source = args.file
-    model = GaussianMixture(args.components, covariance_type=args.covariance,
-                            random_state=args.seed)
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+@contextlib.contextmanager
+def _warnings_to(stderr: TextIO, *, quiet: bool) -> Iterator[None]:
+    """Show the library's warnings as one line each (not with source lines)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(X)
-    for warning in caught:
-        print(f"emix: warning: {warning.message}", file=stderr)
-    stdout.write(format_fit(model, X, columns, source))
+        try:
+            yield
+        finally:
+            if not quiet:
+                seen = set()
+                for warning in caught:
+                    text = _one_line(warning.message)
+                    if text not in seen:
+                        seen.add(text)
+                        print(f"emix: warning: {text}", file=stderr)
+
+
+def _verbosity(args) -> int:
+    return QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
+
+
+def _read(args, stdin: TextIO) -> tuple[Table, str]:
+    if args.file is None:
+        if args.columns or args.weights:
+            raise InvalidInputError("--columns and --weights need a FILE; the embedded "
+                                    "Old Faithful data has the columns eruptions, waiting")
+        X, names = load_faithful()
+        return Table(X, names, None), FAITHFUL
+    table = read_data(args.file, columns=args.columns, weights=args.weights, stdin=stdin)
+    return table, "standard input" if args.file == "-" else args.file
+
+
+def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    _check_picture_path(args.plot)
+    table, source = _read(args, stdin)
+    reporter = ProgressReporter(stderr, verbosity=_verbosity(args))
+    options = dict(n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
+                   tol=args.tol)
+    selection: SelectionResult | None = None
+    if len(args.components) == 1 and len(args.covariance) == 1:
+        model = GaussianMixture(args.components[0], covariance_type=args.covariance[0],
+                                **options)
+        model.fit(table.X, sample_weight=table.weights, progress=reporter)
+        reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
+                        f"{model.convergence_state_} after {model.n_iter_} iterations")
+    else:
+        selection = select(table.X, args.components, args.covariance,
+                           criterion=args.criterion, convention=args.convention,
+                           sample_weight=table.weights, progress=reporter, **options)
+        model = selection.best
+        reporter.finish(f"fitted {len(selection.candidates)} models")
+    model.feature_names_in_ = np.asarray(table.names, dtype=object)
+    with _fitted_names_ignored():
+        if args.format == "json":
+            record = {"data": {"source": source, "n_samples": int(table.X.shape[0]),
+                               "features": list(table.names)},
+                      "model": model_record(model, table.X, table.weights)}
+            if selection is not None:
+                record["selection"] = selection_record(selection)
+            stdout.write(json.dumps(record, indent=2) + "\n")
+        else:
+            text = ""
+            if selection is not None:
+                text += selection.format_table() + "\n" + selection.describe() + "\n\n"
+            text += format_model(model, table.X, table.weights, source=source)
+            stdout.write(text)
+        if args.save:
+            path = save(model, args.save)
+            _note(args, stderr, f"model written to {path}")
+        if args.plot:
+            _draw_fit(model, table, selection, args.plot)
+            _note(args, stderr, f"picture written to {args.plot}")
     return EXIT_OK
 
 
-def format_fit(model: GaussianMixture, X: np.ndarray, columns: list[str], source: str) -> str:
-    """A readable report of a fitted model."""
-    n_samples, n_features = X.shape
-    log_likelihood = model.score(X) * n_samples
-    lines = [
-        f"data        {source}: {n_samples} samples x {n_features} features "
-        f"({', '.join(columns)})",
-        f"model       {model.n_components} components, covariance {model.covariance_type}",
-        f"fit         {model.convergence_state_} after {model.n_iter_} iterations "
-        f"(tol {model.tol:g})",
-        f"log-lik     {log_likelihood:.4f}  ({log_likelihood / n_samples:.6f} per sample)",
-        f"BIC         {model.bic(X):.4f}  (lower is better)",
-        f"AIC         {model.aic(X):.4f}",
-        "",
-    ]
-    header = ["component", "weight"] + [f"mean {name}" for name in columns]
-    rows = [[str(k + 1), f"{model.weights_[k]:.4f}"] + [f"{v:.4f}" for v in model.means_[k]]
-            for k in range(model.n_components)]
-    lines += _table(header, rows)
-    full = COVARIANCE_MODELS[model.covariance_type].full_matrices(
-        np.asarray(model.covariances_, dtype=np.float64), model.n_components, n_features)
-    for k in range(model.n_components):
-        lines += ["", f"covariance of component {k + 1}"]
-        lines += _table(["", *columns],
-                        [[columns[i]] + [f"{v:.4f}" for v in full[k, i]]
-                         for i in range(n_features)])
-    return "\n".join(lines) + "\n"
+def _note(args, stderr: TextIO, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(f"emix: {text}", file=stderr)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(row[j])) for row in [header, *rows]) for j in range(len(header))]
-    def render(row):
-        return "  ".join(cell.rjust(width) if j else cell.ljust(width)
-                         for j, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
-    return [render(header)] + [render(row) for row in rows]
+def _predict(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    model = load(args.model)
+    chunks = _model_columns(model, args, stdin, args.chunk_size)
+    k = model.n_components
+    names = ["component"] + ([f"p{j + 1}" for j in range(k)] if args.proba else [])
+    fmt = output_format(args.output, args.format)
+    with TableWriter(args.output, names, fmt, stdout=stdout) as writer, \
+            _fitted_names_ignored():
+        for chunk in chunks:
+            proba = model.predict_proba(chunk).astype(np.float64)
+            labels = proba.argmax(axis=1) + 1
+            rows = labels[:, None] if not args.proba else np.column_stack([labels, proba])
+            writer.write(rows)
+    return EXIT_OK
+
+
+def _model_columns(model: GaussianMixture, args, stdin: TextIO, chunk_rows: int) -> ChunkedTable:
+    """The file's columns for the model: the user's choice, else the model's
+    feature names when the file has them all, else every column in order."""
+    chunks = iter_chunks(args.file, chunk_rows=chunk_rows, columns=args.columns, stdin=stdin)
+    names = getattr(model, "feature_names_in_", None)
+    if args.columns is None and names is not None \
+            and set(map(str, names)) <= set(chunks.all_names):
+        chunks = chunks.select([str(name) for name in names])
+    return chunks
+
+
+@contextlib.contextmanager
+def _fitted_names_ignored() -> Iterator[None]:
+    # The command has already matched the file's columns to the model's
+    # names; the arrays it passes carry none, which is not worth a warning.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        yield
+
+
+def _sample(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    model = load(args.model)
+    model.random_state = args.seed
+    X, labels = model.sample(args.n_samples)
+    names = [*feature_names(model), "component"]
+    with TableWriter(args.output, names, output_format(args.output, args.format),
+                     stdout=stdout) as writer:
+        writer.write(np.column_stack([X.astype(np.float64), labels + 1]))
+    return EXIT_OK
+
+
+def _show(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    model = load(args.model)
+    if args.format == "json":
+        stdout.write(json.dumps(model_record(model), indent=2) + "\n")
+    else:
+        stdout.write(format_model(model, source=args.model))
+    return EXIT_OK
+
+
+def _plot(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    _check_picture_path(args.output)
+    model = load(args.model)
+    from .. import plotting
+
+    with _fitted_names_ignored():
+        figure = _model_picture(model, args, stdin)
+    plotting.save_figure(figure, args.output)
+    print(f"emix: picture written to {args.output}", file=stderr)
+    return EXIT_OK
+
+
+def _model_picture(model: GaussianMixture, args, stdin: TextIO):
+    from .. import plotting
+
+    if args.trace:
+        figure, axes = plotting.figure_with_axes()
+        plotting.plot_trace(model, ax=axes)
+    else:
+        chunks = _model_columns(model, args, stdin, PREDICT_CHUNK_ROWS)
+        blocks = list(chunks)
+        if not blocks:
+            raise InvalidInputError(f"{args.file!r} has no data rows: there is nothing to draw")
+        figure = plotting.plot_fit(model, np.concatenate(blocks), feature_names=chunks.names)
+    return figure
+
+
+def _demo(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    if args.plot:
+        _check_picture_path(args.plot)
+    weights, means, stds = (0.3, 0.7), (-1.0, 3.0), (1.0, 0.6)
+    X, _ = two_gaussians(args.n_samples, weights=weights, means=means, stds=stds,
+                         random_state=args.seed)
+    reporter = ProgressReporter(stderr, verbosity=_verbosity(args))
+    model = GaussianMixture(2, random_state=args.seed, tol=1e-6, max_iter=1000)
+    model.fit(X, progress=reporter)
+    reporter.finish(f"fitted K=2: {model.convergence_state_} after {model.n_iter_} iterations")
+    order = np.argsort(model.means_[:, 0])
+    fitted_sd = np.sqrt(model.covariances_.reshape(2, -1)[:, 0])
+    # Standard errors of the estimates, to judge the differences by.
+    n = args.n_samples
+    rows = []
+    for j, k in enumerate(order):
+        w = weights[j]
+        se = {"weight": np.sqrt(w * (1 - w) / n), "mean": stds[j] / np.sqrt(n * w),
+              "sd": stds[j] / np.sqrt(2 * n * w)}
+        for name, truth, estimate in (("weight", w, model.weights_[k]),
+                                      ("mean", means[j], model.means_[k, 0]),
+                                      ("sd", stds[j], fitted_sd[k])):
+            rows.append([f"{name} {j + 1}", f"{truth:.4f}", f"{estimate:.4f}",
+                         f"{estimate - truth:+.4f}", f"{(estimate - truth) / se[name]:+.2f}"])
+    from .._text import text_table
+
+    lines = [f"demo: {n} samples from 0.3 N(-1, 1) + 0.7 N(3, 0.6^2), seed {args.seed}",
+             f"fit:  {model.convergence_state_} after {model.n_iter_} iterations, "
+             f"log-lik/sample {model.lower_bound_:.6f}", "",
+             *text_table(["parameter", "true", "estimated", "difference", "in s.e."], rows)]
+    stdout.write("\n".join(lines) + "\n")
+    if args.plot:
+        from .. import plotting
+
+        figure = plotting.plot_fit(model, X, feature_names=["x"])
+        plotting.save_figure(figure, args.plot)
+        _note(args, stderr, f"picture written to {args.plot}")
+    return EXIT_OK
+
+
+def _check_picture_path(path: str | None) -> None:
+    """Refuse a bad picture name before the fit, not after it."""
+    if not path:
+        return
+    if Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise InvalidInputError(
+            f"cannot draw to {path!r}: the picture's name must end in .png, .svg or .pdf")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise InvalidInputError(f"cannot write {path!r}: no such directory {str(parent)!r}")
+
+
+def _draw_fit(model: GaussianMixture, table: Table, selection: SelectionResult | None,
+              path: str) -> None:
+    from .. import plotting
+
+    if selection is None:
+        figure = plotting.plot_fit(model, table.X, feature_names=table.names)
+    else:
+        figure = plotting.plot_selection_and_fit(selection, table.X, feature_names=table.names)
+    plotting.save_figure(figure, path)
+
+
+_COMMANDS = {"fit": _fit, "predict": _predict, "sample": _sample, "show": _show,
+             "plot": _plot, "demo": _demo}
 
 
 def entry_point() -> None:  # pragma: no cover - exercised through the console script
@@ -154,3 +533,4 @@ def entry_point() -> None:  # pragma: no cover - exercised through the console s
               file=sys.stderr)
         code = EXIT_BUG
     sys.exit(code)
+

@@ -1,0 +1,110 @@
+"""What ``emix fit`` and ``emix show`` print: a fitted model as text or JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._text import text_table
+from ..families.covariance import COVARIANCE_MODELS
+from ..mixture import GaussianMixture
+from ..selection import SelectionResult
+
+
+def feature_names(model: GaussianMixture) -> list[str]:
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return [f"x{j + 1}" for j in range(model.n_features_in_)]
+    return [str(name) for name in names]
+
+
+def full_covariances(model: GaussianMixture) -> np.ndarray:
+    """(K, d, d) covariance matrices whatever the structure."""
+    k, d = np.shape(model.means_)
+    return COVARIANCE_MODELS[model.covariance_type].full_matrices(
+        np.asarray(model.covariances_, dtype=np.float64), k, d)
+
+
+def fit_statistics(model: GaussianMixture, X: np.ndarray,
+                   weights: np.ndarray | None) -> dict[str, float]:
+    """Log-likelihood and criteria of ``model`` on the data (lower is better)."""
+    n = float(X.shape[0] if weights is None else weights.sum())
+    return {"n_samples": n,
+            "log_likelihood": model.score(X, sample_weight=weights) * n,
+            "bic": model.bic(X, weights), "aic": model.aic(X, weights),
+            "icl": model.icl(X, weights)}
+
+
+def model_record(model: GaussianMixture, X: np.ndarray | None = None,
+                 weights: np.ndarray | None = None) -> dict[str, Any]:
+    """The model as a JSON-ready dictionary (components numbered from 1)."""
+    record: dict[str, Any] = {
+        "n_components": int(model.n_components),
+        "covariance_type": model.covariance_type,
+        "features": feature_names(model),
+        "convergence_state": model.convergence_state_,
+        "n_iter": int(model.n_iter_),
+        "log_likelihood_per_sample": float(model.lower_bound_),
+        "n_parameters": int(model._n_parameters()),
+    }
+    if X is not None:
+        record.update(fit_statistics(model, X, weights))
+    covariances = full_covariances(model)
+    record["components"] = [
+        {"component": k + 1, "weight": float(model.weights_[k]),
+         "mean": [float(v) for v in model.means_[k]],
+         "covariance": covariances[k].tolist()}
+        for k in range(model.n_components)]
+    return record
+
+
+def selection_record(selection: SelectionResult) -> dict[str, Any]:
+    best = selection.best_candidate
+    return {"criterion": selection.criterion, "convention": selection.convention,
+            "higher_is_better": selection.higher_is_better,
+            "best": {"n_components": best.n_components,
+                     "covariance_type": best.covariance_type},
+            "margin": selection.margin if np.isfinite(selection.margin) else None,
+            "table": selection.to_records()}
+
+
+def format_model(model: GaussianMixture, X: np.ndarray | None = None,
+                 weights: np.ndarray | None = None, *, source: str) -> str:
+    """A readable report of a fitted model, with its fit to ``X`` if given."""
+    names = feature_names(model)
+    if X is not None:
+        head = (f"data        {source}: {X.shape[0]} samples x {X.shape[1]} features "
+                f"({', '.join(names)})")
+    else:
+        head = f"model file  {source}: {model.n_features_in_} features ({', '.join(names)})"
+    lines = [
+        head,
+        f"model       {model.n_components} components, covariance {model.covariance_type}, "
+        f"{model._n_parameters()} parameters",
+        f"fit         {model.convergence_state_} after {model.n_iter_} iterations "
+        f"(tol {model.tol:g})",
+    ]
+    if X is not None:
+        stats = fit_statistics(model, X, weights)
+        lines += [
+            f"log-lik     {stats['log_likelihood']:.4f}  "
+            f"({stats['log_likelihood'] / stats['n_samples']:.6f} per sample)",
+            f"BIC         {stats['bic']:.4f}  (lower is better)",
+            f"AIC         {stats['aic']:.4f}",
+            f"ICL         {stats['icl']:.4f}",
+        ]
+    else:
+        lines.append(f"log-lik     {model.lower_bound_:.6f} per sample (at the end of the fit)")
+    lines.append("")
+    header = ["component", "weight"] + [f"mean {name}" for name in names]
+    rows = [[str(k + 1), f"{model.weights_[k]:.4f}"] + [f"{v:.4f}" for v in model.means_[k]]
+            for k in range(model.n_components)]
+    lines += text_table(header, rows)
+    covariances = full_covariances(model)
+    for k in range(model.n_components):
+        lines += ["", f"covariance of component {k + 1}"]
+        lines += text_table(["", *names],
+                            [[names[i]] + [f"{v:.4g}" for v in covariances[k, i]]
+                             for i in range(len(names))])
+    return "\n".join(lines) + "\n"
