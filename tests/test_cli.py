@@ -315,9 +315,24 @@ def test_fit_plot_draws_ellipses_for_each_component(tmp_path, monkeypatch):
     assert (tmp_path / "fit.png").stat().st_size > 10_000
 
 
-def test_demo_compares_true_and_estimated_parameters(tmp_path):
+def test_demo_compares_true_and_estimated_parameters(tmp_path, monkeypatch):
+    drawn = {}
+    from emix import plotting
+
+    def keep(figure, path):
+        drawn["figure"] = figure
+        return original(figure, path)
+
+    original = plotting.save_figure
+    monkeypatch.setattr(plotting, "save_figure", keep)
     picture = tmp_path / "demo.png"
     out, _ = ok(["demo", "--plot", str(picture)])
+    (axes,) = drawn["figure"].axes
+    labels = [line.get_label() for line in axes.get_lines()]
+    assert labels == ["component 1", "component 2", "mixture", "true mixture"]
+    fitted, truth = axes.get_lines()[2], axes.get_lines()[3]
+    at_truth = np.interp(truth.get_xdata(), fitted.get_xdata(), fitted.get_ydata())
+    assert np.max(np.abs(at_truth - truth.get_ydata())) < 0.02 < np.max(truth.get_ydata())
     assert "20000 samples" in out
     rows = {line.split()[0] + " " + line.split()[1]: line.split()[2:]
             for line in out.splitlines() if line.startswith(("weight", "mean", "sd"))}

@@ -490,6 +490,13 @@ def _demo(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
         from .. import plotting
 
         figure = plotting.plot_fit(model, X, feature_names=["x"])
+        (axes,) = figure.axes
+        grid = np.linspace(*axes.get_xlim(), 400)
+        truth = sum(w * np.exp(-0.5 * ((grid - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+                    for w, m, s in zip(weights, means, stds, strict=True))
+        axes.plot(grid, truth, color="#CC79A7", linestyle="--", linewidth=1.5,
+                  label="true mixture")
+        axes.legend()
         plotting.save_figure(figure, args.plot)
         _note(args, stderr, f"picture written to {args.plot}")
     return EXIT_OK
