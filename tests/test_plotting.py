@@ -474,7 +474,7 @@ def test_save_rejects_unknown_extension_and_missing_directory(small_figure, tmp_
     with pytest.raises(InvalidInputError, match=r"\.jpg.*\.png, \.svg, \.pdf"):
         plotting.save_figure(small_figure, tmp_path / "plot.jpg")
     missing = tmp_path / "no" / "such"
-    with pytest.raises(InvalidInputError, match="does not exist") as error:
+    with pytest.raises(InvalidInputError, match="no such directory") as error:
         plotting.save_figure(small_figure, missing / "plot.png")
     assert str(missing) in str(error.value)
     assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,6 @@ without a display.  Nothing here ever calls ``plt.show()``.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +24,7 @@ import numpy as np
 from ._validation import as_float_array, feature_names_of
 from .exceptions import InvalidInputError, not_fitted
 from .families.covariance import COVARIANCE_MODELS
+from .io.atomic import atomic_output
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -644,22 +644,9 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
         raise InvalidInputError(
             f"cannot save a figure as {extension or 'a file without an extension'!r} "
             f"({target.name}); supported extensions: {', '.join(_SAVE_FORMATS)}.")
-    directory = target.parent
-    if not directory.is_dir():
-        raise InvalidInputError(
-            f"cannot save the figure to {str(target)!r}: the directory {str(directory)!r} "
-            "does not exist; create it first.")
-
     options: dict[str, Any] = {"format": file_format, "bbox_inches": "tight"}
     if file_format == "png":
         options["dpi"] = 100
-    # Created with open(), not mkstemp, so the file gets the usual permissions.
-    temporary = directory / f".{target.name}.{secrets.token_hex(6)}.tmp{extension}"
-    try:
-        with open(temporary, "xb") as stream:
-            fig.savefig(stream, **options)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_output(target) as stream:
+        fig.savefig(stream, **options)
     return target

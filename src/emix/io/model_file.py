@@ -24,7 +24,6 @@ import io
 import json
 import numbers
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import EmixError, ModelFileError
+from .atomic import atomic_output
 
 FORMAT = "emix.model"
 FORMAT_VERSION = 1
@@ -111,25 +111,14 @@ def save(model: Any, path: str | os.PathLike) -> Path:
             raise ModelFileError(f"{key} holds Python objects; only numeric arrays are saved.")
 
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(MANIFEST, json.dumps(manifest, indent=1, allow_nan=False))
-                for key, array in arrays.items():
-                    buffer = io.BytesIO()
-                    np.lib.format.write_array(buffer, np.ascontiguousarray(array),
-                                              allow_pickle=False)
-                    archive.writestr(f"{key}.npy", buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_output(path) as handle:
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=1, allow_nan=False))
+            for key, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(array),
+                                          allow_pickle=False)
+                archive.writestr(f"{key}.npy", buffer.getvalue())
     return path
 
 

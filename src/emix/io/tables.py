@@ -18,6 +18,7 @@ destination only once it is complete.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import difflib
 import json
@@ -25,7 +26,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
@@ -35,6 +35,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..exceptions import InvalidInputError
+from .atomic import atomic_output, check_writable
 
 __all__ = ["ChunkedTable", "Table", "TableWriter", "iter_chunks", "output_format",
            "read_data", "read_table", "write_table"]
@@ -771,21 +772,14 @@ class TableWriter:
                 f"column name {duplicated!r} appears twice; JSON objects need unique names")
         self.rows_written = 0
         self._stream: IO[str] | None = None
-        self._tmp: str | None = None
+        self._file = contextlib.ExitStack()
         self._done = False
         if dest is None or (isinstance(dest, str) and dest == "-"):
             self._path = None
             self._stdout = stdout if stdout is not None else sys.stdout
         else:
-            self._path = Path(dest)
+            self._path = check_writable(dest)
             self._stdout = None
-            parent = self._path.parent
-            if not parent.is_dir():
-                raise InvalidInputError(
-                    f"output directory {str(parent)!r} does not exist; create it first")
-            if self._path.is_dir():
-                raise InvalidInputError(
-                    f"{str(self._path)!r} is a directory; give a file name to write")
         if self.fmt == "json":
             self._keys = [json.dumps(name) + ": " for name in self.names]
         else:
@@ -795,24 +789,26 @@ class TableWriter:
         if self._path is None:
             self._stream = self._stdout
         else:
-            self._stream = self._open_temporary()
+            self._stream = self._file.enter_context(atomic_output(self._path, text=True))
         try:
             self._write_start()
-        except BaseException:
-            self._discard()
+        except BaseException as exc:
+            self._done = True
+            self._file.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._discard()
-            return
-        try:
-            self._write_end()
-            self._commit()
-        except BaseException:
-            self._discard()
-            raise
+        self._done = True
+        if exc_type is None:
+            try:
+                self._write_end()
+                self._stream.flush()
+            except BaseException as error:
+                self._file.__exit__(type(error), error, error.__traceback__)
+                raise
+        self._stream = None
+        self._file.__exit__(exc_type, exc, tb)
 
     def write(self, chunk: Any) -> None:
         """Append rows: an array-like of shape (m, len(names))."""
@@ -858,52 +854,6 @@ class TableWriter:
         if self.fmt == "json":
             self._stream.write("\n]\n")
 
-    # Atomic replacement.
-
-    def _open_temporary(self) -> IO[str]:
-        path = self._path
-        try:
-            fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-        except OSError as exc:
-            raise InvalidInputError(
-                f"cannot write to {str(path.parent)!r}: {exc.strerror or exc}") from None
-        return os.fdopen(fd, "w", encoding="utf-8", newline="")
-
-    def _commit(self) -> None:
-        self._done = True
-        if self._path is None:
-            self._stream.flush()
-            return
-        stream, self._stream = self._stream, None
-        try:
-            stream.flush()
-            os.fsync(stream.fileno())
-            stream.close()
-            # mkstemp makes the file private (0600); give it the mode a new
-            # file would have, or the mode of the file it replaces.
-            os.chmod(self._tmp, _new_file_mode(self._path))
-            os.replace(self._tmp, self._path)
-        except OSError as exc:
-            stream.close()
-            raise InvalidInputError(
-                f"cannot write {str(self._path)!r}: {exc.strerror or exc}") from None
-        self._tmp = None
-
-    def _discard(self) -> None:
-        self._done = True
-        if self._path is None:
-            return
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-        if self._tmp is not None:
-            try:
-                os.unlink(self._tmp)
-            except FileNotFoundError:
-                pass
-            self._tmp = None
-
 
 #: The ".0" that ends a whole float's repr (a cell is followed by a delimiter or newline).
 _WHOLE_FLOAT = re.compile(r"\.0(?=[,\t\n])")
@@ -932,23 +882,3 @@ def _as_rows(array: Any, width: int) -> np.ndarray:
         raise InvalidInputError(
             f"cannot write {values.dtype} values as a numeric table; pass numbers")
     return values
-
-
-def _new_file_mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    # Reading the umask through os.umask changes it for a moment (racy in
-    # threaded programs); Linux shows it in /proc without side effects.
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
