@@ -84,6 +84,15 @@ def test_fit_a_csv_file_matches_the_library(faithful_csv):
     assert f"{model.bic(X):.4f}" in out
 
 
+def test_fit_a_file_written_by_numpy_savetxt_with_a_header(tmp_path):
+    X, _ = load_faithful()
+    path = tmp_path / "saved.txt"
+    np.savetxt(path, X, header="eruptions waiting")  # writes "# eruptions waiting"
+    out, _ = ok(["fit", str(path), "--format", "json"])
+    assert json.loads(out)["data"]["features"] == ["eruptions", "waiting"]
+    assert json.loads(out)["data"]["n_samples"] == 272
+
+
 def test_fit_a_headerless_tsv_file(tmp_path):
     path = tmp_path / "data.tsv"
     rng = np.random.default_rng(0)
@@ -386,6 +395,7 @@ def test_a_non_numeric_column_is_named_and_can_be_left_out(tmp_path):
     (["fit", "-k", "0"], "expected a number of components such as 3, 1..8 or 2,4,6; got '0'"),
     (["fit", "-k", "two"], "got 'two'"),
     (["fit", "-k", "5..2"], "got '5..2'"),
+    (["fit", "--seed", "-5"], "--seed: expected a non-negative integer, got '-5'"),
     (["fit", "--criterion", "aicc"], "invalid choice: 'aicc'"),
     (["fit", "--format", "xml"], "invalid choice: 'xml'"),
     (["fit", "--tol", "-1"], "expected a positive number"),
@@ -404,16 +414,58 @@ def test_a_model_file_of_the_wrong_kind(tmp_path, faithful_csv):
     one_line_error(["predict", str(tmp_path / "none.emix"), str(faithful_csv)], "no model file")
 
 
-def test_predict_with_data_of_the_wrong_width(tmp_path, model_file):
+def test_predict_needs_the_models_columns(tmp_path, model_file):
     path = tmp_path / "three.csv"
     np.savetxt(path, np.ones((4, 3)), delimiter=",")
-    one_line_error(["predict", str(model_file), str(path)], "expecting 2 features")
+    one_line_error(["predict", str(model_file), str(path)],
+                   "has 3 column(s) (column 1, column 2, column 3) but the model was fitted "
+                   "on 2 (eruptions, waiting)")
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text("a,waiting\n1,2\n3,4\n")
+    one_line_error(["predict", str(model_file), str(renamed)], "lacks the column(s) 'eruptions'")
+    ok(["predict", str(model_file), str(renamed), "--columns", "a,waiting"])
+    one_line_error(["plot", str(model_file), str(renamed), "-o", str(tmp_path / "x.png")],
+                   "lacks the column(s) 'eruptions'")
+
+
+def test_outputs_are_checked_before_the_work(tmp_path, model_file, faithful_csv):
+    one_line_error(["fit", "--save", str(tmp_path / "no" / "m.emix")], "no such directory")
+    one_line_error(["fit", "--save", str(tmp_path)], "it is a directory")
+    data = faithful_csv.read_bytes()
+    one_line_error(["fit", str(faithful_csv), "--save", str(faithful_csv)], "is an input")
+    one_line_error(["predict", str(model_file), str(faithful_csv), "-o", str(faithful_csv)],
+                   "is an input")
+    one_line_error(["sample", str(model_file), "-n", "2", "-o", str(model_file)], "is an input")
+    assert faithful_csv.read_bytes() == data and emix.load(model_file).n_components == 2
+    one_line_error(["sample", str(model_file), "-n", "2", "-o", str(tmp_path / "x.parquet")],
+                   "csv or .json")
+
+
+def test_a_feature_named_component_does_not_clash_with_the_labels(tmp_path):
+    path = tmp_path / "c.csv"
+    rng = np.random.default_rng(0)
+    np.savetxt(path, rng.normal(size=(40, 2)), delimiter=",", header="component,y",
+               comments="")
+    model = tmp_path / "c.emix"
+    ok(["fit", str(path), "-k", "1", "--save", str(model), "-q"])
+    rows = json.loads(ok(["sample", str(model), "-n", "3", "--format", "json"])[0])
+    assert set(rows[0]) == {"component", "y", "_component"}
 
 
 def test_an_unwritable_output_leaves_no_file(tmp_path, model_file):
     one_line_error(["sample", str(model_file), "-n", "3", "-o", str(tmp_path / "no" / "x.csv")],
                    "no")
     assert not (tmp_path / "no").exists()
+
+
+def test_a_closed_pipe_ends_the_command_quietly(model_file):
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    err = io.StringIO()
+    code = main(["sample", str(model_file), "-n", "100000"], stdout=ClosedPipe(), stderr=err)
+    assert code == 0 and err.getvalue() == ""
 
 
 def test_help_on_each_command_has_examples():

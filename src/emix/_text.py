@@ -12,3 +12,8 @@ def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
                          for j, (cell, width) in enumerate(zip(row, widths, strict=True))
                          ).rstrip()
     return [render(header)] + [render(row) for row in rows]
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 component``, ``2 components``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -176,11 +176,12 @@ class SelectionResult:
                          f"{c.bic:.2f}", f"{c.aic:.2f}", f"{c.icl:.2f}",
                          f"{c.log_likelihood:.2f}", str(c.n_parameters),
                          f"{abs(c.value(self.criterion) - best_value):.2f}", c.state])
-        for c in self.candidates:
-            if c.error is not None:
-                rows.append(["-", str(c.n_components), c.covariance_type, "", "", "", "", "",
-                             "", f"failed: {c.error}"])
-        return "\n".join([*lines, *text_table(header, rows)]) + "\n"
+        failed = [c for c in self.candidates if c.error is not None]
+        for c in failed:
+            rows.append(["-", str(c.n_components), c.covariance_type, "", "", "", "", "",
+                         "", "failed (below)"])
+        notes = [f"{c.label} failed: {c.error}" for c in failed]
+        return "\n".join([*lines, *text_table(header, rows), *notes]) + "\n"
 
 
 def select(X: Any, n_components: int | Iterable[int] = range(1, 10),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import sys
+import textwrap
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,9 +23,11 @@ from typing import TextIO
 import numpy as np
 
 from .. import __version__
+from .._text import counted, text_table
 from ..datasets import load_faithful, two_gaussians
 from ..exceptions import EmixError, InvalidInputError
 from ..families.covariance import COVARIANCE_MODELS
+from ..io.atomic import check_writable
 from ..io.model_file import load, save
 from ..io.tables import ChunkedTable, Table, TableWriter, iter_chunks, output_format, read_data
 from ..mixture import GaussianMixture
@@ -94,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "mclust: R mclust's sign, higher is better")
     fit.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                      help="initialisations per model; the best is kept (default 1)")
-    fit.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     fit.add_argument("--max-iter", type=_positive_int, default=SELECTION_MAX_ITER,
                      metavar="N", help="most EM iterations per initialisation "
                                        f"(default {SELECTION_MAX_ITER})")
@@ -131,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("model", metavar="MODEL", help="model file")
     sample.add_argument("-n", "--n-samples", type=_positive_int, required=True, metavar="N",
                         help="number of rows to draw")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     _add_output(sample)
 
     show = _command(
@@ -164,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "emix demo\nemix demo -n 1000000 --seed 3 --plot demo.svg")
     demo.add_argument("-n", "--n-samples", type=_positive_int, default=20_000, metavar="N",
                       help="samples to draw (default 20000)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     demo.add_argument("--plot", metavar="PICTURE", default="emix-demo.png",
                       help="picture of the fit (default emix-demo.png); --plot '' for none")
     _add_verbosity(demo)
@@ -173,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command(commands, name: str, summary: str, description: str, examples: str):
     return commands.add_parser(
-        name, help=summary, description=description,
+        name, help=summary, description=textwrap.fill(description, 79),
         epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.splitlines()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
 
@@ -206,6 +210,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
 
 
@@ -282,10 +296,26 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except EmixError as exc:
         print(f"emix: error: {_one_line(exc)}", file=stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (head, less) closed the pipe: it has what it wanted.
+        _discard_further_output(stdout)
+        return EXIT_OK
     except OSError as exc:  # unwritable output, disk full: the user's to fix
         print(f"emix: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
               file=stderr)
         return EXIT_USAGE
+
+
+def _discard_further_output(stdout: TextIO) -> None:
+    """Point a closed standard output at /dev/null, so that the interpreter's
+    final flush does not fail again."""
+    try:
+        descriptor = stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -325,7 +355,7 @@ def _read(args, stdin: TextIO) -> tuple[Table, str]:
 
 
 def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    _check_picture_path(args.plot)
+    _check_outputs(args, pictures=("plot",), files=("save",), inputs=("file",))
     table, source = _read(args, stdin)
     reporter = ProgressReporter(stderr, verbosity=_verbosity(args))
     options = dict(n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
@@ -336,7 +366,8 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
                                 **options)
         model.fit(table.X, sample_weight=table.weights, progress=reporter)
         reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
-                        f"{model.convergence_state_} after {model.n_iter_} iterations")
+                        f"{model.convergence_state_} after "
+                        f"{counted(model.n_iter_, 'iteration')}")
     else:
         selection = select(table.X, args.components, args.covariance,
                            criterion=args.criterion, convention=args.convention,
@@ -373,10 +404,11 @@ def _note(args, stderr: TextIO, text: str) -> None:
 
 
 def _predict(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    _check_outputs(args, files=("output",), inputs=("model", "file"))
     model = load(args.model)
     chunks = _model_columns(model, args, stdin, args.chunk_size)
     k = model.n_components
-    names = ["component"] + ([f"p{j + 1}" for j in range(k)] if args.proba else [])
+    names = [_label_column([])] + ([f"p{j + 1}" for j in range(k)] if args.proba else [])
     fmt = output_format(args.output, args.format)
     with TableWriter(args.output, names, fmt, stdout=stdout) as writer, \
             _fitted_names_ignored():
@@ -390,13 +422,34 @@ def _predict(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
 
 def _model_columns(model: GaussianMixture, args, stdin: TextIO, chunk_rows: int) -> ChunkedTable:
     """The file's columns for the model: the user's choice, else the model's
-    feature names when the file has them all, else every column in order."""
+    feature names (the file must have them all when it has a header), else
+    every column in order."""
     chunks = iter_chunks(args.file, chunk_rows=chunk_rows, columns=args.columns, stdin=stdin)
-    names = getattr(model, "feature_names_in_", None)
-    if args.columns is None and names is not None \
-            and set(map(str, names)) <= set(chunks.all_names):
-        chunks = chunks.select([str(name) for name in names])
+    source = "standard input" if args.file == "-" else repr(args.file)
+    fitted = feature_names(model)
+    if args.columns is None and getattr(model, "feature_names_in_", None) is not None:
+        if set(fitted) <= set(chunks.all_names):
+            chunks = chunks.select(fitted)
+        elif chunks.all_names != [f"column {j + 1}" for j in range(len(chunks.all_names))]:
+            missing = [name for name in fitted if name not in chunks.all_names]
+            raise InvalidInputError(
+                f"{source} lacks the column(s) {', '.join(map(repr, missing))} that the model "
+                f"was fitted on; choose the columns to use with --columns")
+    if len(chunks.names) != model.n_features_in_:
+        raise InvalidInputError(
+            f"{source} has {len(chunks.names)} column(s) ({', '.join(chunks.names)}) but the "
+            f"model was fitted on {model.n_features_in_} ({', '.join(fitted)}); choose them "
+            "with --columns")
     return chunks
+
+
+def _label_column(taken: list[str]) -> str:
+    """The name of the column of component labels: "component", unless a
+    feature already has that name."""
+    name = "component"
+    while name in taken:
+        name = f"_{name}"
+    return name
 
 
 @contextlib.contextmanager
@@ -409,10 +462,11 @@ def _fitted_names_ignored() -> Iterator[None]:
 
 
 def _sample(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
+    _check_outputs(args, files=("output",), inputs=("model",))
     model = load(args.model)
     model.random_state = args.seed
     X, labels = model.sample(args.n_samples)
-    names = [*feature_names(model), "component"]
+    names = [*feature_names(model), _label_column(feature_names(model))]
     with TableWriter(args.output, names, output_format(args.output, args.format),
                      stdout=stdout) as writer:
         writer.write(np.column_stack([X.astype(np.float64), labels + 1]))
@@ -429,7 +483,7 @@ def _show(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
 
 
 def _plot(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    _check_picture_path(args.output)
+    _check_outputs(args, pictures=("output",), inputs=("model", "file"))
     model = load(args.model)
     from .. import plotting
 
@@ -456,15 +510,15 @@ def _model_picture(model: GaussianMixture, args, stdin: TextIO):
 
 
 def _demo(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    if args.plot:
-        _check_picture_path(args.plot)
+    _check_outputs(args, pictures=("plot",))
     weights, means, stds = (0.3, 0.7), (-1.0, 3.0), (1.0, 0.6)
     X, _ = two_gaussians(args.n_samples, weights=weights, means=means, stds=stds,
                          random_state=args.seed)
     reporter = ProgressReporter(stderr, verbosity=_verbosity(args))
     model = GaussianMixture(2, random_state=args.seed, tol=1e-6, max_iter=1000)
     model.fit(X, progress=reporter)
-    reporter.finish(f"fitted K=2: {model.convergence_state_} after {model.n_iter_} iterations")
+    reporter.finish(f"fitted K=2: {model.convergence_state_} after "
+                    f"{counted(model.n_iter_, 'iteration')}")
     order = np.argsort(model.means_[:, 0])
     fitted_sd = np.sqrt(model.covariances_.reshape(2, -1)[:, 0])
     # Standard errors of the estimates, to judge the differences by.
@@ -479,8 +533,6 @@ def _demo(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
                                       ("sd", stds[j], fitted_sd[k])):
             rows.append([f"{name} {j + 1}", f"{truth:.4f}", f"{estimate:.4f}",
                          f"{estimate - truth:+.4f}", f"{(estimate - truth) / se[name]:+.2f}"])
-    from .._text import text_table
-
     lines = [f"demo: {n} samples from 0.3 N(-1, 1) + 0.7 N(3, 0.6^2), seed {args.seed}",
              f"fit:  {model.convergence_state_} after {model.n_iter_} iterations, "
              f"log-lik/sample {model.lower_bound_:.6f}", "",
@@ -502,16 +554,25 @@ def _demo(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     return EXIT_OK
 
 
-def _check_picture_path(path: str | None) -> None:
-    """Refuse a bad picture name before the fit, not after it."""
-    if not path:
-        return
-    if Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise InvalidInputError(
-            f"cannot draw to {path!r}: the picture's name must end in .png, .svg or .pdf")
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise InvalidInputError(f"cannot write {path!r}: no such directory {str(parent)!r}")
+def _check_outputs(args, *, pictures: tuple[str, ...] = (), files: tuple[str, ...] = (),
+                   inputs: tuple[str, ...] = ()) -> None:
+    """Refuse bad output names before any work (not after a long fit): a
+    picture must end in .png/.svg/.pdf, every output must be writable and
+    must not be one of the inputs."""
+    read = [Path(path) for path in (getattr(args, name, None) for name in inputs)
+            if path and path != "-"]
+    for name in (*pictures, *files):
+        path = getattr(args, name, None)
+        if not path or path == "-":
+            continue
+        if name in pictures and Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise InvalidInputError(
+                f"cannot draw to {path!r}: the picture's name must end in .png, .svg or .pdf")
+        check_writable(path)
+        for source in read:
+            if source.exists() and Path(path).exists() and source.samefile(path):
+                raise InvalidInputError(
+                    f"{path!r} is an input of this command; write the output to another file")
 
 
 def _draw_fit(model: GaussianMixture, table: Table, selection: SelectionResult | None,

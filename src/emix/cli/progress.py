@@ -14,6 +14,7 @@ import math
 import time
 from typing import TextIO
 
+from .._text import counted
 from ..em.engine import Progress
 from ..selection import FitProgress
 
@@ -63,7 +64,7 @@ class ProgressReporter:
         if self.verbosity > QUIET:
             elapsed = time.perf_counter() - self.started
             self.stream.write(f"emix: {summary} in {elapsed:.2f} s "
-                              f"({self.iterations} EM iterations)\n")
+                              f"({counted(self.iterations, 'EM iteration')})\n")
             self.stream.flush()
 
     def _describe(self, fit: FitProgress | None, em: Progress) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .._text import text_table
+from .._text import counted, text_table
 from ..families.covariance import COVARIANCE_MODELS
 from ..mixture import GaussianMixture
 from ..selection import SelectionResult
@@ -74,15 +74,16 @@ def format_model(model: GaussianMixture, X: np.ndarray | None = None,
     """A readable report of a fitted model, with its fit to ``X`` if given."""
     names = feature_names(model)
     if X is not None:
-        head = (f"data        {source}: {X.shape[0]} samples x {X.shape[1]} features "
-                f"({', '.join(names)})")
+        head = (f"data        {source}: {counted(X.shape[0], 'sample')} x "
+                f"{counted(X.shape[1], 'feature')} ({', '.join(names)})")
     else:
-        head = f"model file  {source}: {model.n_features_in_} features ({', '.join(names)})"
+        head = (f"model file  {source}: {counted(model.n_features_in_, 'feature')} "
+                f"({', '.join(names)})")
     lines = [
         head,
-        f"model       {model.n_components} components, covariance {model.covariance_type}, "
-        f"{model._n_parameters()} parameters",
-        f"fit         {model.convergence_state_} after {model.n_iter_} iterations "
+        f"model       {counted(model.n_components, 'component')}, covariance "
+        f"{model.covariance_type}, {counted(model._n_parameters(), 'parameter')}",
+        f"fit         {model.convergence_state_} after {counted(model.n_iter_, 'iteration')} "
         f"(tol {model.tol:g})",
     ]
     if X is not None:

@@ -169,7 +169,7 @@ def read_data(source: str | os.PathLike, *, columns: Sequence[str] | None = None
         i = int(negative[0])
         raise InvalidInputError(
             f"{src.label}: weights column {src.names[weight]!r} holds a negative weight "
-            f"(data row {i + 1} holds {w[i]!r}); frequency weights must be >= 0")
+            f"(data row {i + 1} holds {float(w[i])!r}); frequency weights must be >= 0")
     X = np.ascontiguousarray(values[:, :-1])
     return Table(X, [src.names[j] for j in data], w)
 
@@ -369,10 +369,13 @@ class _TextSource(_Source):
             first = next(lines, None)
             if first is None:
                 raise InvalidInputError(f"{self.label} is empty: it has no rows of data")
+            commented = first.lstrip().startswith("#")
+            if commented:  # np.savetxt(header="a,b") writes "# a,b"
+                first = first.lstrip()[1:]
             second = next(lines, None)
             self._delimiter = _delimiter(first, second)
             head = _split_line(first, self._delimiter)
-            self._header = any(not _is_number_or_missing(cell) for cell in head)
+            self._header = commented or any(not _is_number_or_missing(cell) for cell in head)
             if self._header:
                 if second is None:
                     raise InvalidInputError(f"{self.label} has a header but no data rows")
@@ -719,7 +722,17 @@ def output_format(path: str | os.PathLike | None, fmt: str | None = None) -> str
         return chosen
     if path is None or (isinstance(path, str) and path == "-"):
         return "csv"
-    return {".json": "json", ".tsv": "tsv"}.get(Path(path).suffix.lower(), "csv")
+    suffix = Path(path).suffix.lower()
+    if suffix in _BINARY_SUFFIXES:
+        raise InvalidInputError(
+            f"cannot write {str(path)!r}: tables are written as text; name the output "
+            ".csv or .json (or .tsv)")
+    return {".json": "json", ".tsv": "tsv"}.get(suffix, "csv")
+
+
+#: Extensions of binary formats that a text table must not pretend to be.
+_BINARY_SUFFIXES = (".parquet", ".pq", ".npy", ".npz", ".xlsx", ".xls", ".feather", ".arrow",
+                    ".h5", ".hdf5", ".emix", ".zip", ".gz", ".png", ".svg", ".pdf")
 
 
 def write_table(dest: str | os.PathLike | None, array: Any, names: Sequence[str], *,
