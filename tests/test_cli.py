@@ -149,6 +149,31 @@ def test_fit_options_reach_the_estimator(faithful_csv):
     assert record["convergence_state"] == "max_iter" and record["n_iter"] == 2
 
 
+def test_warnings_speak_of_options_and_number_components_from_1(tmp_path):
+    path = tmp_path / "atoms.csv"
+    path.write_text("x,y\n" + "0,0\n" * 5 + "1,3\n" * 5 + "4,1\n2,2\n")
+    code, _, err = run(["fit", str(path), "-k", "3", "--max-iter", "1", "--tol", "1e-12"])
+    assert code == 0
+    lines = err.splitlines()
+    collapse = next(line for line in lines if "collapse" in line)
+    assert collapse.startswith("emix: warning: ") and "--reg-covar" in collapse
+    assert "collapses_" not in collapse and "component 0" not in collapse
+    warned = [line for line in lines if line.startswith("emix: warning: ")]
+    assert len(warned) == 2
+    assert not any(name in line for line in warned
+                   for name in ("reg_covar", "max_iter", "n_components"))
+    assert "fewer components (-k) or a larger --reg-covar" in collapse
+    assert any("Increase --max-iter or --tol" in line for line in warned)
+
+
+def test_reg_covar_reaches_the_estimator():
+    small = json.loads(ok(["fit", "-k", "1", "--format", "json"])[0])["model"]
+    large = json.loads(ok(["fit", "-k", "1", "--reg-covar", "2", "--format", "json"])[0])
+    np.testing.assert_allclose(np.array(large["model"]["components"][0]["covariance"])
+                               - np.array(small["components"][0]["covariance"]),
+                               (2 - 1e-6) * np.eye(2), atol=1e-9)
+
+
 def test_columns_and_weights(tmp_path):
     X, _ = load_faithful()
     counts = np.arange(X.shape[0]) % 3 + 1

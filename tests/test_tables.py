@@ -466,3 +466,11 @@ def test_output_directory_must_exist(tmp_path):
 def test_writing_non_numbers_is_refused(tmp_path):
     assert "numeric" in error_of(write_table, tmp_path / "x.csv", np.array([["a"]]), ["a"])
     assert os.listdir(tmp_path) == []
+
+
+def test_a_delimiter_ending_every_line_adds_no_column(tmp_path):
+    path = tmp_path / "trailing.csv"
+    path.write_text("a,b,\n1,2,\n3,4,\n")
+    table = read_data(path)
+    assert table.names == ["a", "b"]
+    np.testing.assert_array_equal(table.X, [[1.0, 2.0], [3.0, 4.0]])

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--tol", type=_positive_float, default=SELECTION_TOL,
                      help="stop when the log-likelihood per sample changes less "
                           f"(default {SELECTION_TOL:g}: tight, since criteria compare fits)")
+    fit.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, metavar="R",
+                     help="added to every covariance's diagonal, in the data's units "
+                          "(default 1e-6)")
     fit.add_argument("--save", metavar="MODEL", help="write the (best) model to this file")
     fit.add_argument("--plot", metavar="PICTURE",
                      help="draw the fit (and the selection curves) to a .png, .svg or .pdf")
@@ -223,6 +226,16 @@ def _seed(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < np.inf:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -333,10 +346,26 @@ def _warnings_to(stderr: TextIO, *, quiet: bool) -> Iterator[None]:
             if not quiet:
                 seen = set()
                 for warning in caught:
-                    text = _one_line(warning.message)
+                    text = _in_command_terms(_one_line(warning.message))
                     if text not in seen:
                         seen.add(text)
                         print(f"emix: warning: {text}", file=stderr)
+
+
+#: The library's names for what the command calls options.
+_OPTION_NAMES = {"max_iter": "--max-iter", "tol": "--tol", "reg_covar": "--reg-covar",
+                 "random_state": "--seed", "n_components": "components (-k)"}
+
+
+def _in_command_terms(text: str) -> str:
+    """A library message as a command-line user reads it: options by their
+    flags, components numbered from 1 as everywhere in the command's output."""
+    text = re.sub(r"\b(component|feature)(\(s\))? (\[[\d, ]+\]|\d+)",
+                  lambda m: m[1] + (m[2] or "") + " " + re.sub(
+                      r"\d+", lambda d: str(int(d[0]) + 1), m[3]), text)
+    text = text.replace(" See collapses_;", "")
+    return re.sub(r"\b(" + "|".join(_OPTION_NAMES) + r")\b",
+                  lambda m: _OPTION_NAMES[m[1]], text)
 
 
 def _verbosity(args) -> int:
@@ -359,7 +388,7 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     table, source = _read(args, stdin)
     reporter = ProgressReporter(stderr, verbosity=_verbosity(args))
     options = dict(n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
-                   tol=args.tol)
+                   tol=args.tol, reg_covar=args.reg_covar)
     selection: SelectionResult | None = None
     if len(args.components) == 1 and len(args.covariance) == 1:
         model = GaussianMixture(args.components[0], covariance_type=args.covariance[0],

@@ -395,6 +395,8 @@ class _TextSource(_Source):
             # the rows means the first column holds row names.
             self._skip = 1
             self._width += 1
+        if self._header and len(names) > 1 and names[-1] == "":
+            names = names[:-1]  # a delimiter ending every line ("a,b,"): no column there
         self.names = names
         self._pending = chain(pending, lines)
 
