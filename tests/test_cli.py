@@ -330,38 +330,36 @@ def test_plot_draws_the_model_over_data(tmp_path, model_file, faithful_csv):
     assert trace.read_bytes()[:5] == b"%PDF-"
 
 
-def test_fit_plot_draws_ellipses_for_each_component(tmp_path, monkeypatch):
-    drawn = {}
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the command saves, kept for inspection."""
     from emix import plotting
 
+    figures = []
+    original = plotting.save_figure
+
     def keep(figure, path):
-        drawn["figure"] = figure
+        figures.append(figure)
         return original(figure, path)
 
-    original = plotting.save_figure
     monkeypatch.setattr(plotting, "save_figure", keep)
+    return figures
+
+
+def test_fit_plot_draws_ellipses_for_each_component(tmp_path, drawn):
     ok(["fit", "-k", "3", "--plot", str(tmp_path / "fit.png")])
     from matplotlib.patches import Ellipse
 
-    (axes,) = drawn["figure"].axes
+    (axes,) = drawn[0].axes
     assert sum(isinstance(p, Ellipse) for p in axes.patches) == 6  # 1 and 2 sigma, K=3
     assert axes.get_xlabel() == "eruptions" and axes.get_ylabel() == "waiting"
     assert (tmp_path / "fit.png").stat().st_size > 10_000
 
 
-def test_demo_compares_true_and_estimated_parameters(tmp_path, monkeypatch):
-    drawn = {}
-    from emix import plotting
-
-    def keep(figure, path):
-        drawn["figure"] = figure
-        return original(figure, path)
-
-    original = plotting.save_figure
-    monkeypatch.setattr(plotting, "save_figure", keep)
+def test_demo_compares_true_and_estimated_parameters(tmp_path, drawn):
     picture = tmp_path / "demo.png"
     out, _ = ok(["demo", "--plot", str(picture)])
-    (axes,) = drawn["figure"].axes
+    (axes,) = drawn[0].axes
     labels = [line.get_label() for line in axes.get_lines()]
     assert labels == ["component 1", "component 2", "mixture", "true mixture"]
     fitted, truth = axes.get_lines()[2], axes.get_lines()[3]

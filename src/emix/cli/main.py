@@ -206,44 +206,24 @@ def _add_verbosity(parser) -> None:
 
 
 # -- option values ---------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(kind: type, minimum: float, *, strict: bool, noun: str):
+    """An argparse type: a finite ``kind`` above (``strict``) or at least ``minimum``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or value < minimum \
+                or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}")
+        return value
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < np.inf:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_positive_int = _number(int, 1, strict=False, noun="a positive integer")
+_seed = _number(int, 0, strict=False, noun="a non-negative integer")
+_positive_float = _number(float, 0.0, strict=True, noun="a positive number")
+_non_negative_float = _number(float, 0.0, strict=False, noun="a non-negative number")
 
 
 def _component_counts(text: str) -> list[int]:
