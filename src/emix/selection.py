@@ -284,13 +284,23 @@ def _fit_candidate(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | 
     n = float(X.shape[0] if weights is None else weights.sum())
     log_likelihood = model.lower_bound_ * n
     n_parameters = model._n_parameters()
-    bic = -2.0 * log_likelihood + n_parameters * math.log(n)
-    aic = -2.0 * log_likelihood + 2.0 * n_parameters
-    icl = bic + 2.0 * model.classification_entropy(X, weights)
+    criteria = information_criteria(log_likelihood, n_parameters, n,
+                                    model.classification_entropy(X, weights))
     scale = -1.0 if convention == "mclust" else 1.0
-    return Candidate(k, cov, log_likelihood, n_parameters, bic=scale * bic, aic=scale * aic,
-                     icl=scale * icl, state=model.convergence_state_, n_iter=model.n_iter_,
-                     model=model, warnings=notes)
+    return Candidate(k, cov, log_likelihood, n_parameters,
+                     **{name: scale * value for name, value in criteria.items()},
+                     state=model.convergence_state_, n_iter=model.n_iter_, model=model,
+                     warnings=notes)
+
+
+def information_criteria(log_likelihood: float, n_parameters: int, n_samples: float,
+                         entropy: float) -> dict[str, float]:
+    """BIC, AIC and ICL in scikit-learn's convention (lower is better) from
+    the total log-likelihood, the free parameters, the (weighted) number of
+    samples and the classification entropy."""
+    bic = -2.0 * log_likelihood + n_parameters * math.log(n_samples)
+    return {"bic": bic, "aic": -2.0 * log_likelihood + 2.0 * n_parameters,
+            "icl": bic + 2.0 * entropy}
 
 
 def _component_counts(n_components: int | Iterable[int]) -> list[int]:

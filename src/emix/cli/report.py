@@ -9,7 +9,7 @@ import numpy as np
 from .._text import counted, text_table
 from ..families.covariance import COVARIANCE_MODELS
 from ..mixture import GaussianMixture
-from ..selection import SelectionResult
+from ..selection import SelectionResult, information_criteria
 
 
 def feature_names(model: GaussianMixture) -> list[str]:
@@ -30,10 +30,12 @@ def fit_statistics(model: GaussianMixture, X: np.ndarray,
                    weights: np.ndarray | None) -> dict[str, float]:
     """Log-likelihood and criteria of ``model`` on the data (lower is better)."""
     n = float(X.shape[0] if weights is None else weights.sum())
-    return {"n_samples": n,
-            "log_likelihood": model.score(X, sample_weight=weights) * n,
-            "bic": model.bic(X, weights), "aic": model.aic(X, weights),
-            "icl": model.icl(X, weights)}
+    # Two passes over the data (log-likelihood, classification entropy)
+    # rather than one per criterion.
+    log_likelihood = model.score(X, sample_weight=weights) * n
+    return {"n_samples": n, "log_likelihood": log_likelihood,
+            **information_criteria(log_likelihood, model._n_parameters(), n,
+                                   model.classification_entropy(X, weights))}
 
 
 def model_record(model: GaussianMixture, X: np.ndarray | None = None,
