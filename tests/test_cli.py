@@ -228,6 +228,7 @@ def test_progress_is_a_live_line_on_a_terminal():
     code, _, err = run(["fit", "-k", "2", "--tol", "1e-9", "--max-iter", "500"],
                        stderr=terminal)
     assert code == 0
+    assert err.startswith("\rreading the Old Faithful data ...")
     assert "\r" in err and "iteration" in err and "log-lik/sample" in err
     assert err.rstrip("\n").splitlines()[-1].startswith("emix: fitted K=2 full: converged")
 
@@ -434,6 +435,7 @@ def test_bad_options_give_one_line_and_status_2(argv, message):
 
 def test_a_model_file_of_the_wrong_kind(tmp_path, faithful_csv):
     one_line_error(["show", str(faithful_csv)], "not an emix model file")
+    one_line_error(["show", str(tmp_path)], "is a directory, not a model file")
     one_line_error(["predict", str(tmp_path / "none.emix"), str(faithful_csv)], "no model file")
 
 

@@ -365,8 +365,9 @@ def _read(args, stdin: TextIO) -> tuple[Table, str]:
 
 def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     _check_outputs(args, pictures=("plot",), files=("save",), inputs=("file",))
-    table, source = _read(args, stdin)
     reporter = ProgressReporter(stderr, verbosity=_verbosity(args))
+    reporter.status(f"reading {args.file or 'the Old Faithful data'} ...")
+    table, source = _read(args, stdin)
     options = dict(n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
                    tol=args.tol, reg_covar=args.reg_covar)
     selection: SelectionResult | None = None

@@ -58,6 +58,11 @@ class ProgressReporter:
                 self._last_draw = now
                 self._draw(self._describe(fit, em))
 
+    def status(self, text: str) -> None:
+        """A live line between fits (reading a file, say); only on a terminal."""
+        if self.live:
+            self._draw(text)
+
     def finish(self, summary: str) -> None:
         """End the live line; print ``summary`` unless quiet."""
         self._clear()

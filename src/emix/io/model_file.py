@@ -133,6 +133,8 @@ def load(path: str | os.PathLike) -> Any:
         inconsistent model.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{str(path)!r} is a directory, not a model file.")
     if not path.is_file():
         raise ModelFileError(f"no model file at {str(path)!r}.")
     try:
