@@ -274,7 +274,7 @@ def test_load_missing_path(tmp_path):
 
 
 def test_load_directory(tmp_path):
-    with pytest.raises(ModelFileError, match="no model file at"):
+    with pytest.raises(ModelFileError, match="is a directory, not a model file"):
         emix.load(tmp_path)
 
 
