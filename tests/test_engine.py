@@ -186,12 +186,14 @@ def test_sample_follows_the_model(covariance_type):
     np.testing.assert_array_equal(again, samples)  # an int random_state repeats itself
 
 
-def test_icl_is_bic_plus_twice_the_classification_entropy():
+def test_icl_is_mclusts_bic_plus_the_map_classification_term():
     X = blobs(400, 2, 2, seed=11, spread=1.5)
     model = GaussianMixture(2, random_state=0).fit(X)
-    resp = model.predict_proba(X)
-    entropy = -np.sum(resp * np.log(np.clip(resp, 1e-300, None)))
-    assert model.icl(X) == pytest.approx(model.bic(X) + 2 * entropy, rel=1e-12)
+    z = model.predict_proba(X)
+    # R mclust, icl.R: icl = BIC + 2 * sum(unmap(map(z)) * log(z)), higher is better
+    hard = np.eye(2)[z.argmax(axis=1)]
+    mclust_icl = -model.bic(X) + 2 * np.sum(hard * np.log(np.clip(z, 1e-300, None)))
+    assert model.icl(X) == pytest.approx(-mclust_icl, rel=1e-12)
     assert model.icl(X) > model.bic(X)
     n_parameters = 2 - 1 + 2 * 2 + 2 * 3
     assert model.bic(X) == pytest.approx(

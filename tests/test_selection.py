@@ -56,7 +56,8 @@ def test_faithful_table_agrees_with_independent_sklearn_fits(faithful_selection)
 
 def test_faithful_selection_picks_the_table_minimum(faithful_selection):
     X, result = faithful_selection
-    bics = {(c.n_components, c.covariance_type): c.bic for c in result.candidates}
+    bics = {(c.n_components, c.covariance_type): c.bic for c in result.candidates
+            if not c.repairs}
     best = min(bics, key=bics.get)
     assert (result.best_candidate.n_components, result.best_candidate.covariance_type) == best
     # mclust's answer for these data: EEE (tied), 3 components.
@@ -64,8 +65,12 @@ def test_faithful_selection_picks_the_table_minimum(faithful_selection):
     assert result.best is result.best_candidate.model
     assert result.best.score(X) * X.shape[0] == pytest.approx(
         result.best_candidate.log_likelihood, rel=1e-12)
-    ranked = [c.bic for c in result.ranking]
+    clean = [c for c in result.ranking if not c.repairs]
+    repaired = [c for c in result.ranking if c.repairs]
+    assert result.ranking == clean + repaired and len(repaired) < 5
+    ranked = [c.bic for c in clean]
     assert ranked == sorted(ranked)
+    assert [c.bic for c in repaired] == sorted(c.bic for c in repaired)
     assert result.runners_up == result.ranking[1:]
     assert result.margin == pytest.approx(ranked[1] - ranked[0])
     assert "lower is better" in result.header
@@ -113,10 +118,29 @@ def test_sample_weights_count_as_repeated_rows():
     assert weighted.n_samples == counts.sum()
 
 
+def test_a_degenerate_fit_does_not_win_on_its_inflated_likelihood():
+    X = np.array([[0.0], [0.0], [1.0], [1.0], [5.0], [5.0]])
+    result = select(X, [1, 2, 3], "full", random_state=0)  # the clean winner: no warning
+    three = next(c for c in result.candidates if c.n_components == 3)
+    assert three.repairs == 3 and three.bic < min(c.bic for c in result.candidates
+                                                   if c.n_components < 3)
+    assert [(c.n_components, c.repairs) for c in result.ranking] == [(1, 0), (3, 3), (2, 1)]
+    assert "converged, 3 repaired" in result.format_table()
+    assert [r["repairs"] for r in result.to_records()] == [0, 3, 1]
+
+
+def test_one_feature_fits_each_distinct_structure_once():
+    X = np.random.default_rng(0).normal(size=(100, 1))
+    result = select(X, [1, 2], "all", random_state=0)
+    assert [(c.n_components, c.covariance_type) for c in result.candidates] == [
+        (1, "full"), (2, "full"), (1, "tied"), (2, "tied")]
+    only_diag = select(X, [1], ["diag", "spherical"], random_state=0)
+    assert [c.covariance_type for c in only_diag.candidates] == ["diag"]
+
+
 def test_a_model_that_cannot_be_fitted_is_recorded_not_fatal():
     X = np.array([[0.0], [0.0], [1.0], [1.0], [5.0], [5.0]])
-    with pytest.warns(emix.ComponentCollapseWarning, match="^K=3 full: 3 component collapse"):
-        result = select(X, [1, 2, 3, 4], "full", random_state=0)
+    result = select(X, [1, 2, 3, 4], "full", random_state=0)
     failed = [c for c in result.candidates if c.error is not None]
     assert [c.n_components for c in failed] == [4]
     assert "distinct rows" in failed[0].error and math.isnan(failed[0].bic)

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import xlogy
 
 from . import _validation as check
 from .em.engine import COLLAPSE_POLICIES, Progress, run_restarts
@@ -573,21 +572,25 @@ class GaussianMixture:
         return -2.0 * log_likelihood + 2.0 * self._n_parameters()
 
     def icl(self, X: Any, sample_weight: Any = None) -> float:
-        """Integrated completed likelihood, BIC plus twice the entropy of the
-        classification (Biernacki, Celeux & Govaert, 2000); lower is better.
+        """Integrated completed likelihood (Biernacki, Celeux & Govaert, 2000):
+        BIC plus twice the cost of the most probable classification; lower is
+        better.
 
-        ``ICL = BIC + 2 sum_i w_i sum_k -r_ik log r_ik``; mclust reports
-        the negative of this (higher is better).
+        ``ICL = BIC - 2 sum_i w_i log max_k r_ik``, the paper's definition
+        (the completed likelihood at the MAP labels) and R mclust's, which
+        reports the negative (higher is better).  Some texts use the soft
+        entropy ``-sum_k r_ik log r_ik`` instead; it penalises uncertain
+        rows more and can rank models differently.
         """
-        return self.bic(X, sample_weight) + 2.0 * self.classification_entropy(X, sample_weight)
+        return self.bic(X, sample_weight) + 2.0 * self.classification_cost(X, sample_weight)
 
-    def classification_entropy(self, X: Any, sample_weight: Any = None) -> float:
-        """``sum_i w_i sum_k -r_ik log r_ik``: 0 when every row belongs
-        surely to one component, ``n log K`` at the most uncertain."""
+    def classification_cost(self, X: Any, sample_weight: Any = None) -> float:
+        """``-sum_i w_i log max_k r_ik``, ICL's penalty: 0 when every row
+        belongs surely to one component, at most ``n log K``."""
         resp = self.predict_proba(X).astype(np.float64)
         weights = check.check_sample_weight(sample_weight, resp.shape[0])
-        entropy = -xlogy(resp, resp).sum(axis=1)
-        return float(entropy.sum() if weights is None else weights @ entropy)
+        cost = -np.log(resp.max(axis=1))
+        return float(cost.sum() if weights is None else weights @ cost)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the fitted mixture.

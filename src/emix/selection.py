@@ -59,6 +59,7 @@ class Candidate:
     n_iter: int
     model: GaussianMixture | None = field(default=None, repr=False, compare=False)
     error: str | None = None
+    repairs: int = 0  # collapsed components repaired during the fit
     warnings: tuple[Warning, ...] = field(default=(), repr=False, compare=False)
 
     @property
@@ -100,10 +101,17 @@ class SelectionResult:
 
     @property
     def ranking(self) -> list[Candidate]:
-        """Fitted candidates, best first (ties: fewer parameters, then fit order)."""
+        """Fitted candidates, best first (ties: fewer parameters, then fit order).
+
+        Fits that needed a collapsed component repaired come after every
+        clean fit: their likelihood is that of a regularised, degenerate
+        solution (a component on a few identical rows), which the criteria
+        would otherwise reward.
+        """
         sign = -1.0 if self.higher_is_better else 1.0
         fitted = [c for c in self.candidates if c.error is None]
-        return sorted(fitted, key=lambda c: (sign * c.value(self.criterion), c.n_parameters))
+        return sorted(fitted, key=lambda c: (c.repairs > 0, sign * c.value(self.criterion),
+                                             c.n_parameters))
 
     @property
     def best_candidate(self) -> Candidate:
@@ -158,7 +166,7 @@ class SelectionResult:
                 "icl": _finite_or_none(c.icl),
                 "log_likelihood": _finite_or_none(c.log_likelihood),
                 "n_parameters": c.n_parameters, "converged": c.converged, "state": c.state,
-                "n_iter": c.n_iter, "error": c.error,
+                "n_iter": c.n_iter, "repairs": c.repairs, "error": c.error,
             })
         return records
 
@@ -172,10 +180,11 @@ class SelectionResult:
         best_value = self.best_candidate.value(self.criterion) if self.ranking else math.nan
         rows = []
         for rank, c in enumerate(self.ranking, start=1):
+            state = c.state if not c.repairs else f"{c.state}, {c.repairs} repaired"
             rows.append([str(rank), str(c.n_components), c.covariance_type,
                          f"{c.bic:.2f}", f"{c.aic:.2f}", f"{c.icl:.2f}",
                          f"{c.log_likelihood:.2f}", str(c.n_parameters),
-                         f"{abs(c.value(self.criterion) - best_value):.2f}", c.state])
+                         f"{abs(c.value(self.criterion) - best_value):.2f}", state])
         failed = [c for c in self.candidates if c.error is not None]
         for c in failed:
             rows.append(["-", str(c.n_components), c.covariance_type, "", "", "", "", "",
@@ -200,6 +209,8 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
     n_components : int or iterable of int, default=range(1, 10)
     covariance_types : str or iterable of str, default=all four
         Any of 'full', 'tied', 'diag', 'spherical'; 'all' means the four.
+        With one feature full, diag and spherical are one model: only the
+        first of them asked for is fitted.
     criterion : {'bic', 'aic', 'icl'}, default='bic'
     n_init : int, default=1
         Initialisations per fit; the best of them is the fit.
@@ -207,7 +218,7 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
         Frequency weights; ``n`` in the criteria is their sum.
     convention : {'sklearn', 'mclust'}, default='sklearn'
         'sklearn': ``BIC = -2 log L + p log n``, ``AIC = -2 log L + 2p``,
-        ``ICL = BIC + 2 * entropy``; lower is better. 'mclust': R mclust's
+        ``ICL = BIC - 2 sum_i log max_k r_ik``; lower is better. 'mclust': R mclust's
         values, the negatives of these; higher is better.
     random_state : int, Generator or None
         Passed to every fit, so an int gives a reproducible table.
@@ -248,6 +259,8 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
     weights = check.check_sample_weight(sample_weight, X.shape[0])
     n_samples = float(X.shape[0] if weights is None else weights.sum())
 
+    if X.shape[1] == 1:
+        grid_types = _distinct_in_one_dimension(grid_types)
     grid = [(k, cov) for cov in grid_types for k in grid_k]
     candidates = []
     for index, (k, cov) in enumerate(grid, start=1):
@@ -257,7 +270,7 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
         if progress is not None:
             def report(state, index=index, k=k, cov=cov):
                 progress(FitProgress(index, len(grid), k, cov, state))
-        candidates.append(_fit_candidate(model, X, weights, convention, report))
+        candidates.append(_fit_candidate(model, X, weights, n_samples, convention, report))
 
     if all(c.error is not None for c in candidates):
         raise EmixError(f"no model could be fitted: {candidates[0].error}")
@@ -268,7 +281,7 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
 
 
 def _fit_candidate(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | None,
-                   convention: str, report) -> Candidate:
+                   n: float, convention: str, report) -> Candidate:
     k, cov = model.n_components, model.covariance_type
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -281,26 +294,25 @@ def _fit_candidate(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | 
     notes = tuple(w.message for w in caught)
     # lower_bound_ is the per-sample log-likelihood of the fitted parameters,
     # from the fit's last E-step: no extra pass over the data for BIC/AIC.
-    n = float(X.shape[0] if weights is None else weights.sum())
     log_likelihood = model.lower_bound_ * n
     n_parameters = model._n_parameters()
     criteria = information_criteria(log_likelihood, n_parameters, n,
-                                    model.classification_entropy(X, weights))
+                                    model.classification_cost(X, weights))
     scale = -1.0 if convention == "mclust" else 1.0
     return Candidate(k, cov, log_likelihood, n_parameters,
                      **{name: scale * value for name, value in criteria.items()},
                      state=model.convergence_state_, n_iter=model.n_iter_, model=model,
-                     warnings=notes)
+                     repairs=len(model.collapses_), warnings=notes)
 
 
 def information_criteria(log_likelihood: float, n_parameters: int, n_samples: float,
-                         entropy: float) -> dict[str, float]:
+                         classification_cost: float) -> dict[str, float]:
     """BIC, AIC and ICL in scikit-learn's convention (lower is better) from
     the total log-likelihood, the free parameters, the (weighted) number of
-    samples and the classification entropy."""
+    samples and ICL's classification cost (see ``GaussianMixture.icl``)."""
     bic = -2.0 * log_likelihood + n_parameters * math.log(n_samples)
     return {"bic": bic, "aic": -2.0 * log_likelihood + 2.0 * n_parameters,
-            "icl": bic + 2.0 * entropy}
+            "icl": bic + 2.0 * classification_cost}
 
 
 def _component_counts(n_components: int | Iterable[int]) -> list[int]:
@@ -321,6 +333,20 @@ def _covariance_types(covariance_types: str | Iterable[str]) -> list[str]:
     if not types:
         raise InvalidInputError("covariance_types is empty; give at least one structure.")
     return sorted(set(types), key=COVARIANCE_ORDER.index)
+
+
+def _distinct_in_one_dimension(types: list[str]) -> list[str]:
+    """With one feature, full, diag and spherical are the same model (one
+    variance per component): keep the first asked for; tied (one shared
+    variance) differs."""
+    kept, per_component = [], False
+    for cov in types:
+        if cov == "tied":
+            kept.append(cov)
+        elif not per_component:
+            kept.append(cov)
+            per_component = True
+    return kept
 
 
 def _direction(convention: str) -> str:

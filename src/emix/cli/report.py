@@ -30,12 +30,12 @@ def fit_statistics(model: GaussianMixture, X: np.ndarray,
                    weights: np.ndarray | None) -> dict[str, float]:
     """Log-likelihood and criteria of ``model`` on the data (lower is better)."""
     n = float(X.shape[0] if weights is None else weights.sum())
-    # Two passes over the data (log-likelihood, classification entropy)
+    # Two passes over the data (log-likelihood, classification cost)
     # rather than one per criterion.
     log_likelihood = model.score(X, sample_weight=weights) * n
     return {"n_samples": n, "log_likelihood": log_likelihood,
             **information_criteria(log_likelihood, model._n_parameters(), n,
-                                   model.classification_entropy(X, weights))}
+                                   model.classification_cost(X, weights))}
 
 
 def model_record(model: GaussianMixture, X: np.ndarray | None = None,
