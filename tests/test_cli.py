@@ -129,6 +129,18 @@ def test_selection_with_mclust_convention_and_icl():
         best["n_components"], best["covariance_type"])
 
 
+def test_the_model_block_follows_the_convention_and_the_selection_table():
+    ours = json.loads(ok(["fit", "--format", "json"])[0])["model"]
+    theirs = json.loads(ok(["fit", "--convention", "mclust", "--format", "json"])[0])["model"]
+    for name in ("bic", "aic", "icl"):
+        assert theirs[name] == pytest.approx(-ours[name], rel=1e-12)
+    out, _ = ok(["fit", "-k", "1..3", "--convention", "mclust"])
+    best_bic = next(row for row in table_rows(out) if len(row) == 10)[3]
+    block = next(line for line in out.splitlines() if line.startswith("BIC "))
+    assert float(block.split()[1]) == pytest.approx(float(best_bic), abs=0.005)
+    assert float(best_bic) < 0 and "(higher is better, mclust's sign)" in block
+
+
 def test_fit_json_output_describes_the_model():
     record = json.loads(ok(["fit", "--format", "json"])[0])
     assert record["data"] == {"source": "Old Faithful (embedded)", "n_samples": 272,

@@ -41,7 +41,14 @@ from ..selection import (
     select,
 )
 from .progress import NORMAL, QUIET, VERBOSE, ProgressReporter
-from .report import feature_names, format_model, model_record, selection_record
+from .report import (
+    feature_names,
+    fit_statistics,
+    format_model,
+    model_record,
+    selected_statistics,
+    selection_record,
+)
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE = 0, 1, 2
 
@@ -386,10 +393,12 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
         reporter.finish(f"fitted {len(selection.candidates)} models")
     model.feature_names_in_ = np.asarray(table.names, dtype=object)
     with _fitted_names_ignored():
+        stats = (selected_statistics(selection, table.X.shape[0]) if selection is not None
+                 else fit_statistics(model, table.X, table.weights, args.convention))
         if args.format == "json":
             record = {"data": {"source": source, "n_samples": int(table.X.shape[0]),
                                "features": list(table.names)},
-                      "model": model_record(model, table.X, table.weights)}
+                      "model": model_record(model, stats)}
             if selection is not None:
                 record["selection"] = selection_record(selection)
             stdout.write(json.dumps(record, indent=2) + "\n")
@@ -397,7 +406,7 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
             text = ""
             if selection is not None:
                 text += selection.format_table() + "\n" + selection.describe() + "\n\n"
-            text += format_model(model, table.X, table.weights, source=source)
+            text += format_model(model, stats, source=source)
             stdout.write(text)
         if args.save:
             path = save(model, args.save)

@@ -26,20 +26,32 @@ def full_covariances(model: GaussianMixture) -> np.ndarray:
         np.asarray(model.covariances_, dtype=np.float64), k, d)
 
 
-def fit_statistics(model: GaussianMixture, X: np.ndarray,
-                   weights: np.ndarray | None) -> dict[str, float]:
-    """Log-likelihood and criteria of ``model`` on the data (lower is better)."""
+def fit_statistics(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | None,
+                   convention: str = "sklearn") -> dict[str, Any]:
+    """Data size, log-likelihood and criteria of ``model`` on the data, the
+    criteria in ``convention`` ('mclust': negated, higher is better)."""
     n = float(X.shape[0] if weights is None else weights.sum())
     # Two passes over the data (log-likelihood, classification cost)
     # rather than one per criterion.
     log_likelihood = model.score(X, sample_weight=weights) * n
-    return {"n_samples": n, "log_likelihood": log_likelihood,
-            **information_criteria(log_likelihood, model._n_parameters(), n,
-                                   model.classification_cost(X, weights))}
+    criteria = information_criteria(log_likelihood, model._n_parameters(), n,
+                                    model.classification_cost(X, weights))
+    sign = -1.0 if convention == "mclust" else 1.0
+    return {"n_rows": int(X.shape[0]), "n_samples": n, "log_likelihood": log_likelihood,
+            "convention": convention,
+            **{name: sign * value for name, value in criteria.items()}}
 
 
-def model_record(model: GaussianMixture, X: np.ndarray | None = None,
-                 weights: np.ndarray | None = None) -> dict[str, Any]:
+def selected_statistics(selection: SelectionResult, n_rows: int) -> dict[str, Any]:
+    """:func:`fit_statistics` of the winner, from the selection's table."""
+    best = selection.best_candidate
+    return {"n_rows": n_rows, "n_samples": selection.n_samples,
+            "log_likelihood": best.log_likelihood, "convention": selection.convention,
+            "bic": best.bic, "aic": best.aic, "icl": best.icl}
+
+
+def model_record(model: GaussianMixture, stats: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
     """The model as a JSON-ready dictionary (components numbered from 1)."""
     record: dict[str, Any] = {
         "n_components": int(model.n_components),
@@ -50,8 +62,8 @@ def model_record(model: GaussianMixture, X: np.ndarray | None = None,
         "log_likelihood_per_sample": float(model.lower_bound_),
         "n_parameters": int(model._n_parameters()),
     }
-    if X is not None:
-        record.update(fit_statistics(model, X, weights))
+    if stats is not None:
+        record.update({key: value for key, value in stats.items() if key != "n_rows"})
     covariances = full_covariances(model)
     record["components"] = [
         {"component": k + 1, "weight": float(model.weights_[k]),
@@ -71,13 +83,14 @@ def selection_record(selection: SelectionResult) -> dict[str, Any]:
             "table": selection.to_records()}
 
 
-def format_model(model: GaussianMixture, X: np.ndarray | None = None,
-                 weights: np.ndarray | None = None, *, source: str) -> str:
-    """A readable report of a fitted model, with its fit to ``X`` if given."""
+def format_model(model: GaussianMixture, stats: dict[str, Any] | None = None, *,
+                 source: str) -> str:
+    """A readable report of a fitted model, with its fit to the data
+    (:func:`fit_statistics`) if given."""
     names = feature_names(model)
-    if X is not None:
-        head = (f"data        {source}: {counted(X.shape[0], 'sample')} x "
-                f"{counted(X.shape[1], 'feature')} ({', '.join(names)})")
+    if stats is not None:
+        head = (f"data        {source}: {counted(stats['n_rows'], 'sample')} x "
+                f"{counted(model.n_features_in_, 'feature')} ({', '.join(names)})")
     else:
         head = (f"model file  {source}: {counted(model.n_features_in_, 'feature')} "
                 f"({', '.join(names)})")
@@ -88,12 +101,13 @@ def format_model(model: GaussianMixture, X: np.ndarray | None = None,
         f"fit         {model.convergence_state_} after {counted(model.n_iter_, 'iteration')} "
         f"(tol {model.tol:g})",
     ]
-    if X is not None:
-        stats = fit_statistics(model, X, weights)
+    if stats is not None:
+        direction = ("higher is better, mclust's sign" if stats["convention"] == "mclust"
+                     else "lower is better")
         lines += [
             f"log-lik     {stats['log_likelihood']:.4f}  "
             f"({stats['log_likelihood'] / stats['n_samples']:.6f} per sample)",
-            f"BIC         {stats['bic']:.4f}  (lower is better)",
+            f"BIC         {stats['bic']:.4f}  ({direction})",
             f"AIC         {stats['aic']:.4f}",
             f"ICL         {stats['icl']:.4f}",
         ]
