@@ -235,6 +235,14 @@ def test_progress_is_one_summary_line_when_not_a_terminal():
     assert err.startswith("emix: fitted 4 models in ") and "EM iterations" in err
 
 
+def test_the_summary_counts_models_that_could_not_be_fitted(tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("x\n0\n0\n1\n1\n5\n5\n")
+    out, err = ok(["fit", str(path), "-k", "1..4"])
+    assert err.splitlines()[-1].startswith("emix: fitted 3 models (1 could not be fitted) in ")
+    assert "K=4 full failed: X has only 3 distinct rows" in out
+
+
 def test_progress_is_a_live_line_on_a_terminal():
     terminal = Terminal()
     code, _, err = run(["fit", "-k", "2", "--tol", "1e-9", "--max-iter", "500"],
@@ -449,6 +457,27 @@ def test_a_model_file_of_the_wrong_kind(tmp_path, faithful_csv):
     one_line_error(["show", str(faithful_csv)], "not an emix model file")
     one_line_error(["show", str(tmp_path)], "is a directory, not a model file")
     one_line_error(["predict", str(tmp_path / "none.emix"), str(faithful_csv)], "no model file")
+
+
+def test_a_model_from_a_file_without_header_predicts_by_position(tmp_path):
+    X, _ = load_faithful()
+    np.save(tmp_path / "data.npy", X)
+    model = tmp_path / "m.emix"
+    ok(["fit", str(tmp_path / "data.npy"), "--save", str(model), "-q"])
+    assert getattr(emix.load(model), "feature_names_in_", None) is None
+    named = tmp_path / "named.csv"
+    np.savetxt(named, X, delimiter=",", header="a,b", comments="", fmt="%.17g")
+    out, _ = ok(["predict", str(model), str(named)])
+    assert len(out.splitlines()) == 273
+    assert ok(["sample", str(model), "-n", "1"])[0].startswith("column 1,column 2,component")
+
+
+def test_a_live_line_is_cleared_before_an_error(tmp_path):
+    terminal = Terminal()
+    code, _, err = run(["fit", str(tmp_path / "missing.csv")], stderr=terminal)
+    assert code == 2
+    assert err.splitlines()[-1].lstrip("\r ").startswith("emix: error: no such file")
+    assert "...emix" not in err
 
 
 def test_predict_needs_the_models_columns(tmp_path, model_file):

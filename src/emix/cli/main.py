@@ -372,26 +372,12 @@ def _read(args, stdin: TextIO) -> tuple[Table, str]:
 
 def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     _check_outputs(args, pictures=("plot",), files=("save",), inputs=("file",))
-    reporter = ProgressReporter(stderr, verbosity=_verbosity(args))
-    reporter.status(f"reading {args.file or 'the Old Faithful data'} ...")
-    table, source = _read(args, stdin)
-    options = dict(n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
-                   tol=args.tol, reg_covar=args.reg_covar)
-    selection: SelectionResult | None = None
-    if len(args.components) == 1 and len(args.covariance) == 1:
-        model = GaussianMixture(args.components[0], covariance_type=args.covariance[0],
-                                **options)
-        model.fit(table.X, sample_weight=table.weights, progress=reporter)
-        reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
-                        f"{model.convergence_state_} after "
-                        f"{counted(model.n_iter_, 'iteration')}")
-    else:
-        selection = select(table.X, args.components, args.covariance,
-                           criterion=args.criterion, convention=args.convention,
-                           sample_weight=table.weights, progress=reporter, **options)
-        model = selection.best
-        reporter.finish(f"fitted {len(selection.candidates)} models")
-    model.feature_names_in_ = np.asarray(table.names, dtype=object)
+    with ProgressReporter(stderr, verbosity=_verbosity(args)) as reporter:
+        reporter.status(f"reading {args.file or 'the Old Faithful data'} ...")
+        table, source = _read(args, stdin)
+        model, selection = _fit_or_select(args, table, reporter)
+    if not _numbered(table.names):  # a header's names, for predict to find the columns
+        model.feature_names_in_ = np.asarray(table.names, dtype=object)
     with _fitted_names_ignored():
         stats = (selected_statistics(selection, table.X.shape[0]) if selection is not None
                  else fit_statistics(model, table.X, table.weights, args.convention))
@@ -415,6 +401,34 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
             _draw_fit(model, table, selection, args.plot)
             _note(args, stderr, f"picture written to {args.plot}")
     return EXIT_OK
+
+
+def _fit_or_select(args, table: Table, reporter: ProgressReporter
+                   ) -> tuple[GaussianMixture, SelectionResult | None]:
+    options = dict(n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
+                   tol=args.tol, reg_covar=args.reg_covar)
+    selection: SelectionResult | None = None
+    if len(args.components) == 1 and len(args.covariance) == 1:
+        model = GaussianMixture(args.components[0], covariance_type=args.covariance[0],
+                                **options)
+        model.fit(table.X, sample_weight=table.weights, progress=reporter)
+        reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
+                        f"{model.convergence_state_} after "
+                        f"{counted(model.n_iter_, 'iteration')}")
+    else:
+        selection = select(table.X, args.components, args.covariance,
+                           criterion=args.criterion, convention=args.convention,
+                           sample_weight=table.weights, progress=reporter, **options)
+        model = selection.best
+        failed = sum(c.error is not None for c in selection.candidates)
+        reporter.finish(f"fitted {counted(len(selection.candidates) - failed, 'model')}"
+                        + (f" ({failed} could not be fitted)" if failed else ""))
+    return model, selection
+
+
+def _numbered(names: list[str]) -> bool:
+    """Whether the names are the readers' stand-ins for a file without a header."""
+    return names == [f"column {j + 1}" for j in range(len(names))]
 
 
 def _note(args, stderr: TextIO, text: str) -> None:
@@ -449,7 +463,7 @@ def _model_columns(model: GaussianMixture, args, stdin: TextIO, chunk_rows: int)
     if args.columns is None and getattr(model, "feature_names_in_", None) is not None:
         if set(fitted) <= set(chunks.all_names):
             chunks = chunks.select(fitted)
-        elif chunks.all_names != [f"column {j + 1}" for j in range(len(chunks.all_names))]:
+        elif not _numbered(chunks.all_names):
             missing = [name for name in fitted if name not in chunks.all_names]
             raise InvalidInputError(
                 f"{source} lacks the column(s) {', '.join(map(repr, missing))} that the model "

@@ -36,7 +36,6 @@ class ProgressReporter:
         self.live = verbosity > QUIET and (_is_terminal(stream) if live is None else live)
         self.started = time.perf_counter()
         self.iterations = 0
-        self.fits = 0
         self._last_draw = -math.inf
         self._line_width = 0
 
@@ -46,8 +45,6 @@ class ProgressReporter:
         if em.iteration > 0:
             self.iterations += 1
         finished = em.state != "running"
-        if finished and em.restart == em.n_restarts - 1:
-            self.fits += 1
         if self.verbosity >= VERBOSE and (em.iteration % VERBOSE_INTERVAL == 0 or finished):
             self._clear()
             self.stream.write(f"emix: {self._describe(fit, em)}\n")
@@ -57,6 +54,13 @@ class ProgressReporter:
             if finished or now - self._last_draw >= REDRAW_INTERVAL:
                 self._last_draw = now
                 self._draw(self._describe(fit, em))
+
+    def __enter__(self) -> ProgressReporter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # An error message must not be glued to a half-drawn live line.
+        self._clear()
 
     def status(self, text: str) -> None:
         """A live line between fits (reading a file, say); only on a terminal."""

@@ -14,8 +14,8 @@ from ..selection import SelectionResult, information_criteria
 
 def feature_names(model: GaussianMixture) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        return [f"x{j + 1}" for j in range(model.n_features_in_)]
+    if names is None:  # as the table readers name the columns of a file without a header
+        return [f"column {j + 1}" for j in range(model.n_features_in_)]
     return [str(name) for name in names]
 
 
