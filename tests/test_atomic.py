@@ -58,3 +58,13 @@ def test_unwritable_places_are_refused_with_the_users_path(tmp_path):
         check_writable(tmp_path / "missing" / "x.csv")
     with pytest.raises(emix.InvalidInputError, match="it is a directory"):
         check_writable(tmp_path)
+
+
+def test_a_symbolic_link_is_followed_not_replaced(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "out.csv"
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    write_table(link, np.array([[1.0]]), ["a"])
+    assert link.is_symlink() and target.read_text() == "a\n1\n"

@@ -474,3 +474,10 @@ def test_a_delimiter_ending_every_line_adds_no_column(tmp_path):
     table = read_data(path)
     assert table.names == ["a", "b"]
     np.testing.assert_array_equal(table.X, [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_a_column_named_by_a_non_ascii_digit_is_just_an_unknown_name(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(InvalidInputError, match="has no column '²'"):
+        read_data(path, columns=["²"])

@@ -439,11 +439,11 @@ def _note(args, stderr: TextIO, text: str) -> None:
 def _predict(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     _check_outputs(args, files=("output",), inputs=("model", "file"))
     model = load(args.model)
-    chunks = _model_columns(model, args, stdin, args.chunk_size)
     k = model.n_components
-    names = [_label_column([])] + ([f"p{j + 1}" for j in range(k)] if args.proba else [])
+    names = ["component"] + ([f"p{j + 1}" for j in range(k)] if args.proba else [])
     fmt = output_format(args.output, args.format)
-    with TableWriter(args.output, names, fmt, stdout=stdout) as writer, \
+    with _model_columns(model, args, stdin, args.chunk_size) as chunks, \
+            TableWriter(args.output, names, fmt, stdout=stdout) as writer, \
             _fitted_names_ignored():
         for chunk in chunks:
             proba = model.predict_proba(chunk).astype(np.float64)

@@ -46,10 +46,16 @@ def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO
     """Open ``path`` for writing; the file appears, complete, only when the
     block ends without an exception.  ``text`` opens it as UTF-8 text with
     newlines written as given."""
-    path = check_writable(path)
+    # Through a symbolic link to the file it names: renaming over the link
+    # would replace the link and leave its target as it was.
+    path = check_writable(Path(os.path.realpath(path)) if os.path.islink(path) else path)
     mode, options = ("w", {"encoding": "utf-8", "newline": ""}) if text else ("wb", {})
     if _is_special(path):
-        with _reported(path), open(path, mode, **options) as stream:
+        # Errors while writing (a reader that closed a pipe) are the caller's
+        # to see as they are; only failing to open is reported here.
+        with _reported(path):
+            stream = open(path, mode, **options)
+        with stream:
             yield stream
         return
     # The suffix keeps the extension, for writers that look at it; open()

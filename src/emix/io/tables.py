@@ -260,7 +260,7 @@ def _resolve(spec: str | int, src: _Source) -> int:
     text = str(spec).strip() if not isinstance(spec, str) else spec
     if text in names:
         return names.index(text)
-    if text.strip().isdigit():
+    if re.fullmatch(r"\s*[0-9]+\s*", text):
         position = int(text)
         if 1 <= position <= len(names):
             return position - 1
