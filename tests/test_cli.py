@@ -377,6 +377,18 @@ def test_fit_plot_draws_ellipses_for_each_component(tmp_path, drawn):
     assert (tmp_path / "fit.png").stat().st_size > 10_000
 
 
+def test_fit_plot_draws_the_weighted_data(tmp_path, drawn):
+    X, _ = load_faithful()
+    counts = np.where(np.arange(len(X)) % 4 == 0, 0, 1)
+    path = tmp_path / "weighted.csv"
+    np.savetxt(path, np.column_stack([X, counts]), delimiter=",",
+               header="eruptions,waiting,count", comments="", fmt="%.17g")
+    ok(["fit", str(path), "--weights", "count", "--plot", str(tmp_path / "w.png")])
+    (axes,) = drawn[0].axes
+    (scatter,) = [c for c in axes.collections if len(c.get_offsets()) > 10]
+    np.testing.assert_array_equal(scatter.get_offsets(), X[counts > 0])
+
+
 def test_demo_compares_true_and_estimated_parameters(tmp_path, drawn):
     picture = tmp_path / "demo.png"
     out, _ = ok(["demo", "--plot", str(picture)])

@@ -158,6 +158,41 @@ def test_density_of_one_feature_of_many(faithful, axes):
     assert low < X[:, 1].min() and high > X[:, 1].max()
 
 
+@pytest.mark.parametrize("covariance_type", ["tied", "diag", "spherical"])
+def test_marginal_densities_of_every_structure_match_scipy(faithful, axes, covariance_type):
+    """Independent of the full-matrix expansion: the variance of feature 1
+    read straight from ``covariances_`` in each structure's own shape."""
+    from scipy import stats
+
+    X = faithful[0]
+    model = emix.GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    plotting.plot_density(model, X, ax=axes, feature=1)
+    variance = {"tied": lambda k: model.covariances_[1, 1],
+                "diag": lambda k: model.covariances_[k, 1],
+                "spherical": lambda k: model.covariances_[k]}[covariance_type]
+    for k, line in enumerate(axes.lines[:2]):
+        expected = model.weights_[k] * stats.norm.pdf(
+            line.get_xdata(), model.means_[k, 1], np.sqrt(variance(k)))
+        np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-10)
+
+
+def test_frequency_weights_shape_the_histogram_and_the_scatter(faithful):
+    X, _, model = faithful
+    weights = np.where(np.arange(len(X)) % 3 == 0, 0.0, 2.0)
+    figure = Figure()
+    density = plotting.plot_density(model, X, ax=figure.add_subplot(1, 2, 1), feature=0,
+                                    sample_weight=weights)
+    heights = np.array([patch.get_height() for patch in density.patches])
+    edges = np.array([patch.get_x() for patch in density.patches]
+                     + [density.patches[-1].get_x() + density.patches[-1].get_width()])
+    expected, _ = np.histogram(X[weights > 0, 0], bins=edges, density=True)
+    np.testing.assert_allclose(heights, expected)
+    clusters = plotting.plot_clusters(model, X, ax=figure.add_subplot(1, 2, 2),
+                                      sample_weight=weights)
+    (scatter,) = _scatter_collections(clusters)
+    np.testing.assert_array_equal(scatter.get_offsets(), X[weights > 0])
+
+
 def test_density_rejects_bad_feature_and_wrong_width(faithful, one_dimensional, axes):
     X, _, model = faithful
     with pytest.raises(InvalidInputError, match="feature"):
@@ -398,6 +433,18 @@ def test_selection_mclust_convention_and_other_criterion(axes):
     plotting.plot_selection(result, ax=axes)
     assert axes.get_ylabel() == "ICL (higher is better, mclust)"
     assert list(axes.lines[0].get_ydata()) == [rows["full", k] + 30 for k in (1, 2, 3, 4)]
+
+
+def test_selection_curves_of_a_real_selection(faithful, axes):
+    X = faithful[0]
+    result = emix.select(X, [1, 2, 3], ["full", "spherical"], random_state=0)
+    plotting.plot_selection(result, ax=axes)
+    curves = {line.get_label(): line for line in axes.lines if line.get_label() in
+              ("full", "spherical")}
+    for cov, line in curves.items():
+        expected = [c.bic for c in result.candidates if c.covariance_type == cov]
+        np.testing.assert_allclose(line.get_ydata(), expected)
+    assert len(curves) == 2 and "BIC (lower is better)" == axes.get_ylabel()
 
 
 def test_selection_without_a_winner(axes):

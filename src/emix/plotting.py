@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import as_float_array, feature_names_of
+from ._validation import as_float_array, check_sample_weight, feature_names_of
 from .exceptions import InvalidInputError, not_fitted
 from .families.covariance import COVARIANCE_MODELS
 from .io.atomic import atomic_output
@@ -207,7 +207,8 @@ def _ellipse_geometry(cov: np.ndarray) -> tuple[float, float, float]:
 # Density of one feature
 # --------------------------------------------------------------------------- #
 def plot_density(model: Any, X: Any, *, ax: Axes | None = None, feature: int = 0,
-                 feature_name: str | None = None, bins: Any = "auto") -> Axes:
+                 feature_name: str | None = None, bins: Any = "auto",
+                 sample_weight: Any = None) -> Axes:
     """Histogram of one feature with each component's and the mixture's marginal density.
 
     Parameters
@@ -221,6 +222,9 @@ def plot_density(model: Any, X: Any, *, ax: Axes | None = None, feature: int = 0
     feature_name : str, optional
         Axis label; defaults to the column's name or ``feature {feature + 1}``.
     bins : passed to :meth:`~matplotlib.axes.Axes.hist`
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights of the rows, as given to ``fit``: the histogram
+        counts a row of weight 2 twice.
 
     Returns
     -------
@@ -232,7 +236,9 @@ def plot_density(model: Any, X: Any, *, ax: Axes | None = None, feature: int = 0
     feature = _check_feature_index(feature, data.shape[1], "feature")
     name = feature_name or _feature_names(model, X, None, data.shape[1])[feature]
     ax = _new_axes() if ax is None else ax
-    _draw_density(ax, model, data[:, feature], feature, _full_covariances(model), bins)
+    weights = check_sample_weight(sample_weight, data.shape[0])
+    _draw_density(ax, model, data[:, feature], feature, _full_covariances(model), bins,
+                  weights)
     ax.set_xlabel(name)
     ax.set_ylabel("density")
     ax.set_title(f"{name}: mixture of {model.n_components} Gaussians")
@@ -241,14 +247,17 @@ def plot_density(model: Any, X: Any, *, ax: Axes | None = None, feature: int = 0
 
 
 def _draw_density(ax: Axes, model: Any, values: np.ndarray, feature: int,
-                  full: np.ndarray, bins: Any) -> None:
+                  full: np.ndarray, bins: Any, sample_weight: np.ndarray | None) -> None:
     weights = np.asarray(model.weights_, dtype=np.float64)
     means = np.asarray(model.means_, dtype=np.float64)[:, feature]
     variances = full[:, feature, feature]
     stds = np.sqrt(variances)
 
-    ax.hist(values, bins=bins, density=True, color=_HISTOGRAM_COLOUR, edgecolor="white",
-            linewidth=0.5)
+    if sample_weight is not None and isinstance(bins, str):
+        # numpy's bin rules ("auto", ...) take no weights: bin the rows present.
+        bins = np.histogram_bin_edges(values[sample_weight > 0], bins=bins)
+    ax.hist(values, bins=bins, weights=sample_weight, density=True, color=_HISTOGRAM_COLOUR,
+            edgecolor="white", linewidth=0.5)
     # The curves reach far enough for every component to integrate to ~1, but
     # the view stays on the data so a broad component does not squash it.
     low = min(values.min(), float(np.min(means - 6.0 * stds)))
@@ -275,7 +284,8 @@ def _draw_density(ax: Axes, model: Any, values: np.ndarray, feature: int,
 # --------------------------------------------------------------------------- #
 def plot_clusters(model: Any, X: Any, *, ax: Axes | None = None,
                   features: tuple[int, int] = (0, 1),
-                  feature_names: Sequence[str] | None = None, contours: bool = True) -> Axes:
+                  feature_names: Sequence[str] | None = None, contours: bool = True,
+                  sample_weight: Any = None) -> Axes:
     """Scatter of two features coloured by the predicted component.
 
     Each component gets its 1- and 2-sigma covariance ellipses (the 2-sigma one
@@ -296,6 +306,8 @@ def plot_clusters(model: Any, X: Any, *, ax: Axes | None = None,
         One name per column of X; defaults to the data frame's columns or
         ``feature 1``, ``feature 2``, ...
     contours : bool
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights of the rows; rows of weight 0 are not drawn.
 
     Returns
     -------
@@ -309,7 +321,7 @@ def plot_clusters(model: Any, X: Any, *, ax: Axes | None = None,
     names = _feature_names(model, X, feature_names, data.shape[1])
     ax = _new_axes() if ax is None else ax
     _draw_clusters(ax, model, data, _labels(model, X, data), pair, _full_covariances(model),
-                   contours)
+                   contours, check_sample_weight(sample_weight, data.shape[0]))
     ax.set_xlabel(names[pair[0]])
     ax.set_ylabel(names[pair[1]])
     ax.set_title(f"{model.n_components}-component Gaussian mixture "
@@ -334,13 +346,15 @@ def _check_feature_pair(features: Any, n_features: int) -> tuple[int, int]:
 
 
 def _draw_clusters(ax: Axes, model: Any, data: np.ndarray, labels: np.ndarray,
-                   pair: tuple[int, int], full: np.ndarray, contours: bool) -> None:
+                   pair: tuple[int, int], full: np.ndarray, contours: bool,
+                   sample_weight: np.ndarray | None) -> None:
     from matplotlib.patches import Ellipse
 
     index = np.asarray(pair)
     means = np.asarray(model.means_, dtype=np.float64)[:, index]
     covariances = full[:, index[:, None], index[None, :]]
-    points = data[:, index]
+    shown = slice(None) if sample_weight is None else sample_weight > 0
+    points, labels = data[shown][:, index], labels[shown]
 
     if contours:
         _draw_density_contours(ax, model, points, means, covariances)
@@ -394,7 +408,8 @@ def _component_legend(ax: Axes, n_components: int) -> None:
 # All pairs
 # --------------------------------------------------------------------------- #
 def plot_pairs(model: Any, X: Any, *, fig: Figure | None = None,
-               feature_names: Sequence[str] | None = None) -> np.ndarray:
+               feature_names: Sequence[str] | None = None,
+               sample_weight: Any = None) -> np.ndarray:
     """A d x d grid: densities on the diagonal, cluster scatters off it.
 
     Cell (i, j) shows feature j horizontally and feature i vertically, so
@@ -407,6 +422,8 @@ def plot_pairs(model: Any, X: Any, *, fig: Figure | None = None,
     fig : Figure, optional
         An empty Figure to draw on; a new pyplot Figure when None.
     feature_names : sequence of str, optional
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights, as for :func:`plot_density` and :func:`plot_clusters`.
 
     Returns
     -------
@@ -423,6 +440,7 @@ def plot_pairs(model: Any, X: Any, *, fig: Figure | None = None,
     axes = np.asarray(fig.subplots(n_features, n_features, squeeze=False))
     labels = _labels(model, X, data)
     full = _full_covariances(model)
+    weights = check_sample_weight(sample_weight, data.shape[0])
     # A column shows one feature horizontally throughout, and so does a row
     # vertically (except on the diagonal, whose vertical axis is a density).
     for i in range(n_features):
@@ -437,10 +455,10 @@ def plot_pairs(model: Any, X: Any, *, fig: Figure | None = None,
         for j in range(n_features):
             ax = axes[i, j]
             if i == j:
-                _draw_density(ax, model, data[:, i], i, full, "auto")
+                _draw_density(ax, model, data[:, i], i, full, "auto", weights)
                 ax.set_yticks([])  # the density scale matters less than the row's feature
             else:
-                _draw_clusters(ax, model, data, labels, (j, i), full, contours=False)
+                _draw_clusters(ax, model, data, labels, (j, i), full, False, weights)
             ax.tick_params(labelsize="x-small")
             if i == n_features - 1:
                 ax.set_xlabel(names[j])
@@ -567,7 +585,7 @@ def plot_selection(result: Any, ax: Axes | None = None) -> Axes:
 # One picture of a fit, and saving
 # --------------------------------------------------------------------------- #
 def plot_fit(model: Any, X: Any, *, feature_names: Sequence[str] | None = None,
-             fig: Figure | None = None) -> Figure:
+             fig: Figure | None = None, sample_weight: Any = None) -> Figure:
     """The natural picture of a fit: a density for one feature, clusters for
     two, a pairs grid for more.
 
@@ -576,6 +594,8 @@ def plot_fit(model: Any, X: Any, *, feature_names: Sequence[str] | None = None,
     model : fitted GaussianMixture
     X : array-like of shape (n_samples, n_features)
     feature_names : sequence of str, optional
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights, as for :func:`plot_density` and :func:`plot_clusters`.
     fig : Figure, optional
         An empty Figure to draw on; when None a pyplot-free Figure is created
         (no display needed), ready for :func:`save_figure`.
@@ -591,16 +611,18 @@ def plot_fit(model: Any, X: Any, *, feature_names: Sequence[str] | None = None,
         side = min(2.6 * n_features, 20.0)
         fig = _new_figure((6.4, 4.8) if n_features <= 2 else (side, side))
     if n_features == 1:
-        plot_density(model, X, ax=fig.add_subplot(), feature_name=names[0])
+        plot_density(model, X, ax=fig.add_subplot(), feature_name=names[0],
+                     sample_weight=sample_weight)
     elif n_features == 2:
-        plot_clusters(model, X, ax=fig.add_subplot(), feature_names=names)
+        plot_clusters(model, X, ax=fig.add_subplot(), feature_names=names,
+                      sample_weight=sample_weight)
     else:
-        plot_pairs(model, X, fig=fig, feature_names=names)
+        plot_pairs(model, X, fig=fig, feature_names=names, sample_weight=sample_weight)
     return fig
 
 
 def plot_selection_and_fit(result: Any, X: Any, *, feature_names: Sequence[str] | None = None,
-                           fig: Figure | None = None) -> Figure:
+                           fig: Figure | None = None, sample_weight: Any = None) -> Figure:
     """Selection curves beside the picture of the winning fit.
 
     Parameters
@@ -608,6 +630,8 @@ def plot_selection_and_fit(result: Any, X: Any, *, feature_names: Sequence[str] 
     result : SelectionResult from :func:`emix.selection.select`
     X : array-like of shape (n_samples, n_features), the data selected on
     feature_names : sequence of str, optional
+    sample_weight : array-like of shape (n_samples,), optional
+        Frequency weights, as for :func:`plot_density` and :func:`plot_clusters`.
     fig : Figure, optional
         An empty Figure to draw on; when None a pyplot-free Figure is created.
 
@@ -622,7 +646,8 @@ def plot_selection_and_fit(result: Any, X: Any, *, feature_names: Sequence[str] 
         fig = _new_figure((6.4 + fit_side * 1.25, max(4.8, fit_side)))
     left, right = fig.subfigures(1, 2, width_ratios=[6.4, fit_side * 1.25])
     plot_selection(result, ax=left.add_subplot())
-    plot_fit(result.best, X, feature_names=feature_names, fig=right)
+    plot_fit(result.best, X, feature_names=feature_names, fig=right,
+             sample_weight=sample_weight)
     return fig
 
 

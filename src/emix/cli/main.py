@@ -613,9 +613,11 @@ def _draw_fit(model: GaussianMixture, table: Table, selection: SelectionResult |
     from .. import plotting
 
     if selection is None:
-        figure = plotting.plot_fit(model, table.X, feature_names=table.names)
+        figure = plotting.plot_fit(model, table.X, feature_names=table.names,
+                                   sample_weight=table.weights)
     else:
-        figure = plotting.plot_selection_and_fit(selection, table.X, feature_names=table.names)
+        figure = plotting.plot_selection_and_fit(selection, table.X, feature_names=table.names,
+                                                 sample_weight=table.weights)
     plotting.save_figure(figure, path)
 
 
