@@ -455,7 +455,7 @@ def test_a_non_numeric_column_is_named_and_can_be_left_out(tmp_path):
     (["fit", "--criterion", "aicc"], "invalid choice: 'aicc'"),
     (["fit", "--format", "xml"], "invalid choice: 'xml'"),
     (["fit", "--tol", "-1"], "expected a positive number"),
-    (["fit", "--plot", "picture.gif"], "must end in .png, .svg or .pdf"),
+    (["fit", "--plot", "picture.gif"], "must end in .png, .svg, .pdf"),
     (["fit", "--plot", "no/such/dir/x.png"], "no such directory"),
     (["fit", "--columns", "a"], "need a FILE"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -17,3 +17,8 @@ def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def counted(n: int, noun: str) -> str:
     """``1 component``, ``2 components``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines included) as one space."""
+    return " ".join(str(text).split())

@@ -25,6 +25,7 @@ from ._validation import as_float_array, check_sample_weight, feature_names_of
 from .exceptions import InvalidInputError, not_fitted
 from .families.covariance import COVARIANCE_MODELS
 from .io.atomic import atomic_output
+from .selection import COVARIANCE_ORDER, CRITERIA
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,9 +58,8 @@ PALETTE: tuple[str, ...] = (
 )
 
 #: The order in which selection curves are drawn (and coloured).
-_COVARIANCE_ORDER = ("full", "tied", "diag", "spherical")
-_CRITERIA = ("bic", "aic", "icl")
-_SAVE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+#: Picture formats by file extension.
+PICTURE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 _HISTOGRAM_COLOUR = "0.82"
 _CONTOUR_COLOUR = "0.35"
 
@@ -528,20 +528,17 @@ def plot_selection(result: Any, ax: Axes | None = None) -> Axes:
         hollow star and annotated.
     """
     criterion = str(result.criterion).lower()
-    if criterion not in _CRITERIA:
+    if criterion not in CRITERIA:
         raise InvalidInputError(
-            f"result.criterion must be one of {list(_CRITERIA)}; got {result.criterion!r}.")
+            f"result.criterion must be one of {list(CRITERIA)}; got {result.criterion!r}.")
     _matplotlib()
     ax = _new_axes() if ax is None else ax
 
     candidates = list(result.candidates)
     present = {c.covariance_type for c in candidates}
-    order = [t for t in _COVARIANCE_ORDER if t in present]
-    order += sorted(present - set(order))
-    for covariance_type in order:
+    for covariance_type in [t for t in COVARIANCE_ORDER if t in present]:
         # Colour by the fixed order so a type keeps its colour from plot to plot.
-        position = (_COVARIANCE_ORDER.index(covariance_type)
-                    if covariance_type in _COVARIANCE_ORDER else order.index(covariance_type))
+        position = COVARIANCE_ORDER.index(covariance_type)
         rows = sorted((int(c.n_components), float(getattr(c, criterion)))
                       for c in candidates if c.covariance_type == covariance_type)
         ks = np.array([k for k, _ in rows], dtype=np.float64)
@@ -664,11 +661,11 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """
     target = Path(path)
     extension = target.suffix.lower()
-    file_format = _SAVE_FORMATS.get(extension)
+    file_format = PICTURE_FORMATS.get(extension)
     if file_format is None:
         raise InvalidInputError(
             f"cannot save a figure as {extension or 'a file without an extension'!r} "
-            f"({target.name}); supported extensions: {', '.join(_SAVE_FORMATS)}.")
+            f"({target.name}); supported extensions: {', '.join(PICTURE_FORMATS)}.")
     options: dict[str, Any] = {"format": file_format, "bbox_inches": "tight"}
     if file_format == "png":
         options["dpi"] = 100

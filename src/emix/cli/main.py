@@ -23,7 +23,7 @@ from typing import TextIO
 import numpy as np
 
 from .. import __version__
-from .._text import counted, text_table
+from .._text import counted, one_line, text_table
 from ..datasets import load_faithful, two_gaussians
 from ..exceptions import EmixError, InvalidInputError
 from ..families.covariance import COVARIANCE_MODELS
@@ -31,6 +31,7 @@ from ..io.atomic import check_writable
 from ..io.model_file import load, save
 from ..io.tables import ChunkedTable, Table, TableWriter, iter_chunks, output_format, read_data
 from ..mixture import GaussianMixture
+from ..plotting import PICTURE_FORMATS
 from ..selection import (
     CONVENTIONS,
     COVARIANCE_ORDER,
@@ -294,7 +295,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except EmixError as exc:
-        print(f"emix: error: {_one_line(exc)}", file=stderr)
+        print(f"emix: error: {one_line(exc)}", file=stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader (head, less) closed the pipe: it has what it wanted.
@@ -318,10 +319,6 @@ def _discard_further_output(stdout: TextIO) -> None:
     os.close(devnull)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 @contextlib.contextmanager
 def _warnings_to(stderr: TextIO, *, quiet: bool) -> Iterator[None]:
     """Show the library's warnings as one line each (not with source lines)."""
@@ -333,7 +330,7 @@ def _warnings_to(stderr: TextIO, *, quiet: bool) -> Iterator[None]:
             if not quiet:
                 seen = set()
                 for warning in caught:
-                    text = _in_command_terms(_one_line(warning.message))
+                    text = _in_command_terms(one_line(warning.message))
                     if text not in seen:
                         seen.add(text)
                         print(f"emix: warning: {text}", file=stderr)
@@ -598,9 +595,10 @@ def _check_outputs(args, *, pictures: tuple[str, ...] = (), files: tuple[str, ..
         path = getattr(args, name, None)
         if not path or path == "-":
             continue
-        if name in pictures and Path(path).suffix.lower() not in (".png", ".svg", ".pdf"):
+        if name in pictures and Path(path).suffix.lower() not in PICTURE_FORMATS:
             raise InvalidInputError(
-                f"cannot draw to {path!r}: the picture's name must end in .png, .svg or .pdf")
+                f"cannot draw to {path!r}: the picture's name must end in "
+                f"{', '.join(PICTURE_FORMATS)}")
         check_writable(path)
         for source in read:
             if source.exists() and Path(path).exists() and source.samefile(path):

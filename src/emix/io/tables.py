@@ -34,6 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from .._text import one_line
 from ..exceptions import InvalidInputError
 from .atomic import atomic_output, check_writable
 
@@ -492,7 +493,7 @@ class _TextErrors:
                 from None
         if exc_type is not None and issubclass(exc_type, csv.Error):
             raise InvalidInputError(
-                f"{self.label} cannot be read as delimited text ({_one_line(str(exc))}); "
+                f"{self.label} cannot be read as delimited text ({one_line(str(exc))}); "
                 f"{_SUPPORTED}") from None
 
 
@@ -589,10 +590,6 @@ def _check_finite(values: np.ndarray, names: list[str], label: str, start: int) 
             _raise_infinite(names[k], label, start + i, repr(value))
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 class _NpySource(_Source):
     """A NumPy .npy file, memory-mapped so that blocks are read on demand."""
 
@@ -607,10 +604,10 @@ class _NpySource(_Source):
                     f"{label} holds Python objects (pickled data), which emix never loads; "
                     "save a plain numeric array with np.save(path, X.astype(float))") from None
             raise InvalidInputError(
-                f"{label} is not a valid .npy file ({_one_line(message)})") from None
+                f"{label} is not a valid .npy file ({one_line(message)})") from None
         except (OSError, EOFError) as exc:
             raise InvalidInputError(
-                f"{label} is not a valid .npy file ({_one_line(str(exc))})") from None
+                f"{label} is not a valid .npy file ({one_line(str(exc))})") from None
         if not isinstance(array, np.ndarray):
             raise InvalidInputError(f"{label} is not a .npy array file")
         if array.dtype.names is not None:
@@ -665,7 +662,7 @@ class _ParquetSource(_Source):
             self._file = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
             raise InvalidInputError(
-                f"{label} is not a valid Parquet file ({_one_line(str(exc))})") from None
+                f"{label} is not a valid Parquet file ({one_line(str(exc))})") from None
         schema = self._file.schema_arrow
         self.names = list(schema.names)
         self._types = [schema.field(j).type for j in range(len(schema.names))]
