@@ -198,6 +198,10 @@ def test_columns_and_weights(tmp_path):
         np.repeat(X, counts, axis=0))
     np.testing.assert_allclose([c["weight"] for c in weighted["model"]["components"]],
                                repeated.weights_, rtol=1e-8)
+    rows = np.repeat(X, counts, axis=0)
+    assert weighted["model"]["n_samples"] == counts.sum() == len(rows)
+    assert weighted["model"]["bic"] == pytest.approx(repeated.bic(rows), rel=1e-8)
+    assert weighted["model"]["icl"] == pytest.approx(repeated.icl(rows), rel=1e-8)
     one = json.loads(ok(["fit", str(path), "--columns", "3", "-k", "1", "--format",
                          "json"])[0])
     assert one["model"]["features"] == ["waiting"]

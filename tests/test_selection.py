@@ -180,11 +180,13 @@ def test_bad_data_is_refused_before_any_fit():
 def test_progress_reports_each_fit_in_order():
     X, _ = load_faithful()
     seen: list[FitProgress] = []
-    select(X, [1, 2], ["full", "diag"], random_state=0, progress=seen.append)
+    select(X, [1, 2], ["full", "diag"], random_state=0, n_init=2, progress=seen.append)
     assert {p.n_fits for p in seen} == {4}
-    finished = [(p.fit, p.n_components, p.covariance_type) for p in seen
+    finished = [(p.fit, p.n_components, p.covariance_type, p.em.restart) for p in seen
                 if p.em.state != "running"]
-    assert finished == [(1, 1, "full"), (2, 2, "full"), (3, 1, "diag"), (4, 2, "diag")]
+    assert finished == [(1, 1, "full", 0), (1, 1, "full", 1), (2, 2, "full", 0),
+                        (2, 2, "full", 1), (3, 1, "diag", 0), (3, 1, "diag", 1),
+                        (4, 2, "diag", 0), (4, 2, "diag", 1)]
 
 
 def test_the_winners_warnings_are_reissued_with_its_label():
