@@ -41,6 +41,20 @@ def test_devices_are_written_in_place_not_replaced():
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+def test_a_link_to_a_pipe_is_written_through(tmp_path):
+    """/dev/stdout is such a link (to /proc/self/fd/1, itself a link to a pipe)."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    link = tmp_path / "stdout"
+    link.symlink_to(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()))
+    reader.start()
+    write_table(link, np.array([[3.0]]), ["a"])
+    reader.join(timeout=10)
+    assert received == ["a\n3\n"] and link.is_symlink()
+
+
 def test_a_named_pipe_receives_the_data_and_stays_a_pipe(tmp_path):
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)

@@ -46,11 +46,9 @@ def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO
     """Open ``path`` for writing; the file appears, complete, only when the
     block ends without an exception.  ``text`` opens it as UTF-8 text with
     newlines written as given."""
-    # Through a symbolic link to the file it names: renaming over the link
-    # would replace the link and leave its target as it was.
-    path = check_writable(Path(os.path.realpath(path)) if os.path.islink(path) else path)
+    path = check_writable(path)
     mode, options = ("w", {"encoding": "utf-8", "newline": ""}) if text else ("wb", {})
-    if _is_special(path):
+    if _is_special(path):  # following links: /dev/stdout names a pipe or a terminal
         # Errors while writing (a reader that closed a pipe) are the caller's
         # to see as they are; only failing to open is reported here.
         with _reported(path):
@@ -58,6 +56,9 @@ def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO
         with stream:
             yield stream
         return
+    # Through a symbolic link to the file it names: renaming over the link
+    # would replace the link and leave its target as it was.
+    path = Path(os.path.realpath(path))
     # The suffix keeps the extension, for writers that look at it; open()
     # rather than mkstemp, so a new file gets the usual permissions.
     temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}"
