@@ -4,6 +4,7 @@ written in place rather than replaced."""
 import os
 import stat
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,15 @@ def test_a_symbolic_link_is_followed_not_replaced(tmp_path):
     link.symlink_to(target)
     write_table(link, np.array([[1.0]]), ["a"])
     assert link.is_symlink() and target.read_text() == "a\n1\n"
+
+
+def test_a_read_only_file_is_refused_not_replaced(tmp_path, monkeypatch):
+    target = tmp_path / "locked.csv"
+    target.write_text("keep")
+    # Permission bits do not bind root, so the check is fed what a user sees.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == target
+                        else real_access(path, mode))
+    with pytest.raises(emix.InvalidInputError, match="read-only"):
+        write_table(target, np.array([[1.0]]), ["a"])
+    assert target.read_text() == "keep"

@@ -174,8 +174,10 @@ def test_warnings_speak_of_options_and_number_components_from_1(tmp_path):
     assert len(warned) == 2
     assert not any(name in line for line in warned
                    for name in ("reg_covar", "max_iter", "n_components"))
-    assert "fewer components (-k) or a larger --reg-covar" in collapse
+    assert "floored. Fewer components (-k) or a larger --reg-covar" in collapse
     assert any("Increase --max-iter or --tol" in line for line in warned)
+    assert any("in --max-iter 1 iterations" in line and ", --tol 1e-12)" in line
+               for line in warned)
 
 
 def test_reg_covar_reaches_the_estimator():
@@ -456,6 +458,8 @@ def test_a_non_numeric_column_is_named_and_can_be_left_out(tmp_path):
     (["fit", "-k", "two"], "got 'two'"),
     (["fit", "-k", "5..2"], "got '5..2'"),
     (["fit", "--seed", "-5"], "--seed: expected a non-negative integer, got '-5'"),
+    (["fit", "--seed", "1e400"], "--seed: expected a non-negative integer"),
+    (["fit", "--tol", "1e400"], "--tol: expected a positive number"),
     (["fit", "--criterion", "aicc"], "invalid choice: 'aicc'"),
     (["fit", "--format", "xml"], "invalid choice: 'xml'"),
     (["fit", "--tol", "-1"], "expected a positive number"),
@@ -473,6 +477,22 @@ def test_a_model_file_of_the_wrong_kind(tmp_path, faithful_csv):
     one_line_error(["show", str(faithful_csv)], "not an emix model file")
     one_line_error(["show", str(tmp_path)], "is a directory, not a model file")
     one_line_error(["predict", str(tmp_path / "none.emix"), str(faithful_csv)], "no model file")
+
+
+def test_errors_speak_of_options_too(tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i * i % 7}\n" for i in range(5)))
+    one_line_error(["fit", str(path), "-k", "6"], "fewer than -k 6")
+
+
+def test_samples_of_a_model_without_names_can_be_predicted(tmp_path):
+    X, _ = load_faithful()
+    model = tmp_path / "plain.emix"
+    emix.save(emix.GaussianMixture(2, random_state=0).fit(X), model)
+    drawn, _ = ok(["sample", str(model), "-n", "20"])
+    assert drawn.startswith("column 1,column 2,component")
+    out, _ = ok(["predict", str(model), "-"], stdin=drawn)
+    assert len(out.splitlines()) == 21
 
 
 def test_a_model_from_a_file_without_header_predicts_by_position(tmp_path):
@@ -500,8 +520,10 @@ def test_predict_needs_the_models_columns(tmp_path, model_file):
     path = tmp_path / "three.csv"
     np.savetxt(path, np.ones((4, 3)), delimiter=",")
     one_line_error(["predict", str(model_file), str(path)],
-                   "has 3 column(s) (column 1, column 2, column 3) but the model was fitted "
+                   "has 3 columns (column 1, column 2, column 3) but the model was fitted "
                    "on 2 (eruptions, waiting)")
+    one_line_error(["predict", str(model_file), str(path), "--columns", "2"],
+                   "--columns selects 1 column (column 2) but the model was fitted on 2")
     renamed = tmp_path / "renamed.csv"
     renamed.write_text("a,waiting\n1,2\n3,4\n")
     one_line_error(["predict", str(model_file), str(renamed)], "lacks the column(s) 'eruptions'")
@@ -521,6 +543,13 @@ def test_outputs_are_checked_before_the_work(tmp_path, model_file, faithful_csv)
     assert faithful_csv.read_bytes() == data and emix.load(model_file).n_components == 2
     one_line_error(["sample", str(model_file), "-n", "2", "-o", str(tmp_path / "x.parquet")],
                    "csv or .json")
+    one_line_error(["fit", "--save", str(tmp_path / "same"), "--plot", str(tmp_path / "same")],
+                   "must end in")
+    one_line_error(["fit", "--save", str(tmp_path / "a.png"), "--plot", str(tmp_path / "a.png")],
+                   "--plot and --save both write")
+    one_line_error(["fit", "--save", ""], "--save needs a file name")
+    one_line_error(["fit", "--save", str(faithful_csv / "m.emix")], "is a file, not a directory")
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_a_feature_named_component_does_not_clash_with_the_labels(tmp_path):

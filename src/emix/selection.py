@@ -173,23 +173,27 @@ class SelectionResult:
     def format_table(self) -> str:
         """A text table, best first, with each model's distance to the best."""
         crit = self.criterion.upper()
-        lines = [f"model selection by {self.header}, "
-                 f"{_count(self.n_samples)} samples; delta = distance to the best"]
+        lines = [f"model selection by {self.header}, {_count(self.n_samples)} samples; "
+                 f"delta: how much worse than the best"]
         header = ["rank", "K", "covariance", "BIC", "AIC", "ICL", "log-lik", "params",
                   f"delta {crit}", "state"]
         best_value = self.best_candidate.value(self.criterion) if self.ranking else math.nan
+        worse = -1.0 if self.higher_is_better else 1.0
         rows = []
         for rank, c in enumerate(self.ranking, start=1):
             state = c.state if not c.repairs else f"{c.state}, {c.repairs} repaired"
             rows.append([str(rank), str(c.n_components), c.covariance_type,
                          f"{c.bic:.2f}", f"{c.aic:.2f}", f"{c.icl:.2f}",
                          f"{c.log_likelihood:.2f}", str(c.n_parameters),
-                         f"{abs(c.value(self.criterion) - best_value):.2f}", state])
+                         f"{worse * (c.value(self.criterion) - best_value):.2f}", state])
         failed = [c for c in self.candidates if c.error is not None]
         for c in failed:
             rows.append(["-", str(c.n_components), c.covariance_type, "", "", "", "", "",
-                         "", "failed (below)"])
+                         "", "failed"])
         notes = [f"{c.label} failed: {c.error}" for c in failed]
+        if any(c.repairs for c in self.ranking):
+            notes.insert(0, "fits marked 'repaired' rank after every clean fit: a collapsed "
+                            "component inflates their likelihood")
         return "\n".join([*lines, *text_table(header, rows), *notes]) + "\n"
 
 

@@ -219,10 +219,11 @@ def _number(kind: type, minimum: float, *, strict: bool, noun: str):
     def parse(text: str):
         try:
             value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not np.isfinite(value) or value < minimum \
-                or (strict and value == minimum):
+            valid = bool(np.isfinite(value)) and value >= minimum \
+                and not (strict and value == minimum)
+        except (ValueError, OverflowError):
+            valid = False
+        if not valid:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}")
         return value
     return parse
@@ -295,7 +296,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
     except EmixError as exc:
-        print(f"emix: error: {one_line(exc)}", file=stderr)
+        print(f"emix: error: {_in_command_terms(one_line(exc))}", file=stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader (head, less) closed the pipe: it has what it wanted.
@@ -338,7 +339,7 @@ def _warnings_to(stderr: TextIO, *, quiet: bool) -> Iterator[None]:
 
 #: The library's names for what the command calls options.
 _OPTION_NAMES = {"max_iter": "--max-iter", "tol": "--tol", "reg_covar": "--reg-covar",
-                 "random_state": "--seed", "n_components": "components (-k)"}
+                 "random_state": "--seed", "n_components": "-k"}
 
 
 def _in_command_terms(text: str) -> str:
@@ -347,9 +348,10 @@ def _in_command_terms(text: str) -> str:
     text = re.sub(r"\b(component|feature)(\(s\))? (\[[\d, ]+\]|\d+)",
                   lambda m: m[1] + (m[2] or "") + " " + re.sub(
                       r"\d+", lambda d: str(int(d[0]) + 1), m[3]), text)
-    text = text.replace(" See collapses_;", "")
-    return re.sub(r"\b(" + "|".join(_OPTION_NAMES) + r")\b",
-                  lambda m: _OPTION_NAMES[m[1]], text)
+    text = text.replace("See collapses_; fewer n_components", "Fewer components (-k)")
+    names = "|".join(_OPTION_NAMES)
+    return re.sub(rf"(?<![-\w])({names})\b(=?)",
+                  lambda m: _OPTION_NAMES[m[1]] + (" " if m[2] else ""), text)
 
 
 def _verbosity(args) -> int:
@@ -456,20 +458,21 @@ def _model_columns(model: GaussianMixture, args, stdin: TextIO, chunk_rows: int)
     every column in order."""
     chunks = iter_chunks(args.file, chunk_rows=chunk_rows, columns=args.columns, stdin=stdin)
     source = "standard input" if args.file == "-" else repr(args.file)
-    fitted = feature_names(model)
-    if args.columns is None and getattr(model, "feature_names_in_", None) is not None:
-        if set(fitted) <= set(chunks.all_names):
-            chunks = chunks.select(fitted)
-        elif not _numbered(chunks.all_names):
+    fitted = feature_names(model)  # "column j" when the model was fitted without names
+    if args.columns is None and set(fitted) <= set(chunks.all_names):
+        chunks = chunks.select(fitted)
+    elif args.columns is None and getattr(model, "feature_names_in_", None) is not None:
+        if not _numbered(chunks.all_names):
             missing = [name for name in fitted if name not in chunks.all_names]
             raise InvalidInputError(
                 f"{source} lacks the column(s) {', '.join(map(repr, missing))} that the model "
                 f"was fitted on; choose the columns to use with --columns")
     if len(chunks.names) != model.n_features_in_:
+        what = "--columns selects" if args.columns else f"{source} has"
         raise InvalidInputError(
-            f"{source} has {len(chunks.names)} column(s) ({', '.join(chunks.names)}) but the "
-            f"model was fitted on {model.n_features_in_} ({', '.join(fitted)}); choose them "
-            "with --columns")
+            f"{what} {counted(len(chunks.names), 'column')} ({', '.join(chunks.names)}) but "
+            f"the model was fitted on {model.n_features_in_} ({', '.join(fitted)}); choose "
+            "them with --columns")
     return chunks
 
 
@@ -591,10 +594,18 @@ def _check_outputs(args, *, pictures: tuple[str, ...] = (), files: tuple[str, ..
     must not be one of the inputs."""
     read = [Path(path) for path in (getattr(args, name, None) for name in inputs)
             if path and path != "-"]
+    written: dict[Path, str] = {}
     for name in (*pictures, *files):
         path = getattr(args, name, None)
+        if path == "" and name in files:
+            raise InvalidInputError(f"--{name} needs a file name")
         if not path or path == "-":
             continue
+        same = written.get(Path(os.path.abspath(path)))
+        if same is not None:
+            raise InvalidInputError(
+                f"--{same} and --{name} both write {path!r}; give them different files")
+        written[Path(os.path.abspath(path))] = name
         if name in pictures and Path(path).suffix.lower() not in PICTURE_FORMATS:
             raise InvalidInputError(
                 f"cannot draw to {path!r}: the picture's name must end in "
@@ -626,6 +637,9 @@ _COMMANDS = {"fit": _fit, "predict": _predict, "sample": _sample, "show": _show,
 def entry_point() -> None:  # pragma: no cover - exercised through the console script
     try:
         code = main()
+    except KeyboardInterrupt:
+        print("\nemix: interrupted", file=sys.stderr)
+        code = 130  # 128 + SIGINT, as shells report it
     except Exception:
         import traceback
 

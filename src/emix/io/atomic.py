@@ -27,15 +27,17 @@ def check_writable(path: str | os.PathLike) -> Path:
     computation rather than after it."""
     path = Path(path)
     directory = path.parent
+    if directory.exists() and not directory.is_dir():
+        raise InvalidInputError(
+            f"cannot write {str(path)!r}: {str(directory)!r} is a file, not a directory")
     if not directory.is_dir():
         raise InvalidInputError(
             f"cannot write {str(path)!r}: no such directory {str(directory)!r}; create it first")
     if path.is_dir():
         raise InvalidInputError(f"cannot write {str(path)!r}: it is a directory; give a file name")
-    if _is_special(path):
-        if not os.access(path, os.W_OK):
-            raise InvalidInputError(f"cannot write {str(path)!r}: permission denied")
-    elif not os.access(directory, os.W_OK | os.X_OK):
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InvalidInputError(f"cannot write {str(path)!r}: permission denied (read-only)")
+    if not _is_special(path) and not os.access(directory, os.W_OK | os.X_OK):
         raise InvalidInputError(
             f"cannot write {str(path)!r}: no permission to create files in {str(directory)!r}")
     return path
