@@ -395,6 +395,18 @@ def test_fit_plot_draws_the_weighted_data(tmp_path, drawn):
     np.testing.assert_array_equal(scatter.get_offsets(), X[counts > 0])
 
 
+def test_plot_takes_a_weights_column(tmp_path, model_file, drawn):
+    X, _ = load_faithful()
+    counts = np.where(np.arange(len(X)) % 5 == 0, 0, 3)
+    path = tmp_path / "weighted.csv"
+    np.savetxt(path, np.column_stack([counts, X[:, 1], X[:, 0]]), delimiter=",",
+               header="count,waiting,eruptions", comments="", fmt="%.17g")
+    ok(["plot", str(model_file), str(path), "--weights", "count", "-o", str(tmp_path / "p.png")])
+    (axes,) = drawn[0].axes
+    (scatter,) = [c for c in axes.collections if len(c.get_offsets()) > 10]
+    np.testing.assert_array_equal(scatter.get_offsets(), X[counts > 0])
+
+
 def test_demo_compares_true_and_estimated_parameters(tmp_path, drawn):
     picture = tmp_path / "demo.png"
     out, _ = ok(["demo", "--plot", str(picture)])

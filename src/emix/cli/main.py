@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--trace", action="store_true",
                       help="draw the log-likelihood per iteration of the fit instead")
     _add_columns(plot, default="the model's feature names when the file has them")
+    plot.add_argument("--weights", metavar="COLUMN",
+                      help="column of frequency weights: weighted histograms, rows of weight "
+                           "0 not drawn")
 
     demo = _command(
         commands, "demo", "the experiment emix grew from: two 1-D Gaussians",
@@ -535,10 +538,15 @@ def _model_picture(model: GaussianMixture, args, stdin: TextIO):
         plotting.plot_trace(model, ax=axes)
     else:
         chunks = _model_columns(model, args, stdin, PREDICT_CHUNK_ROWS)
+        names = chunks.names
+        if args.weights:
+            chunks = chunks.select([*names, args.weights])
         blocks = list(chunks)
         if not blocks:
             raise InvalidInputError(f"{args.file!r} has no data rows: there is nothing to draw")
-        figure = plotting.plot_fit(model, np.concatenate(blocks), feature_names=chunks.names)
+        data = np.concatenate(blocks)
+        X, weights = (data[:, :-1], data[:, -1]) if args.weights else (data, None)
+        figure = plotting.plot_fit(model, X, feature_names=names, sample_weight=weights)
     return figure
 
 
