@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python >= 3.11 and make:
 #   make run    creates .venv (emix and its test tools), fits the embedded Old Faithful data
-#   make test   the same set-up, then ruff and the whole test suite
+#   make test   the same set-up, then ruff, the whole test suite and the benchmarks'
+#               agreement check (bench/run.py --quick)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,11 +13,12 @@ run: $(STAMP)
 	$(BIN)/emix fit
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff check src tests examples bench
 	$(BIN)/python -m pytest
+	$(BIN)/python bench/run.py --quick
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff check src tests examples bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,167 @@
+"""One benchmark run of one library, in a process of its own.
+
+Run by ``bench/run.py``; prints a single JSON line. A fresh process per run
+keeps the libraries from sharing caches, thread pools or heap, and makes
+``ru_maxrss`` the peak of this library alone.
+
+Modes:
+  iterations  fit from the given initial parameters for 1 and for n_iter EM
+              iterations, without early stopping; report both times and the
+              score of the n_iter fit.
+  fit         one whole fit to tol=1e-6 from the library's default init.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+import warnings
+
+import numpy as np
+
+WHOLE_FIT_TOL = 1e-6
+
+
+def emix_model(K: int, covariance_type: str, n_iter: int, init: dict | None):
+    import emix
+
+    if init is None:
+        return emix.GaussianMixture(K, covariance_type=covariance_type, tol=WHOLE_FIT_TOL,
+                                    max_iter=1000, random_state=0)
+    # tol=0: emix stops when |change| < tol, which never holds for 0, so it
+    # runs exactly max_iter M-steps (n_iter_ is checked below).
+    return emix.GaussianMixture(K, covariance_type=covariance_type, tol=0.0, max_iter=n_iter,
+                                init_params="random_from_data", random_state=0, **init)
+
+
+def sklearn_model(K: int, covariance_type: str, n_iter: int, init: dict | None):
+    from sklearn.mixture import GaussianMixture
+
+    if init is None:
+        return GaussianMixture(K, covariance_type=covariance_type, tol=WHOLE_FIT_TOL,
+                               max_iter=1000, random_state=0)
+    # scikit-learn runs init_params even when all *_init are given (its
+    # result is then overwritten); random_from_data keeps that wasted pass
+    # cheap instead of k-means over all rows. It is subtracted anyway.
+    return GaussianMixture(K, covariance_type=covariance_type, tol=0.0, max_iter=n_iter,
+                           init_params="random_from_data", random_state=0, **init)
+
+
+MODEL_FACTORIES = {"emix": emix_model, "sklearn": sklearn_model}
+
+
+def silence_convergence_warnings() -> None:
+    """Reaching max_iter is the point of a fixed-iteration run."""
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+    from emix.exceptions import ConvergenceWarning as EmixConvergenceWarning
+
+    warnings.simplefilter("ignore", EmixConvergenceWarning)
+    warnings.simplefilter("ignore", SklearnConvergenceWarning)
+
+
+def timed_fit(model, X: np.ndarray) -> float:
+    start = time.perf_counter()
+    model.fit(X)
+    return time.perf_counter() - start
+
+
+def run_sklearn_api(library: str, X: np.ndarray, K: int, covariance_type: str,
+                    n_iter: int, init: dict | None) -> dict:
+    """emix and scikit-learn share the estimator API, so one runner serves both."""
+    factory = MODEL_FACTORIES[library]
+    if init is None:
+        model = factory(K, covariance_type, 0, None)
+        seconds = timed_fit(model, X)
+        return {"seconds": seconds, "n_iter": int(model.n_iter_), "score": float(model.score(X))}
+    one = factory(K, covariance_type, 1, init)
+    seconds_one = timed_fit(one, X)
+    many = factory(K, covariance_type, n_iter, init)
+    seconds_many = timed_fit(many, X)
+    return {"seconds_1": seconds_one, "seconds_n": seconds_many,
+            "n_iter": [int(one.n_iter_), int(many.n_iter_)], "score": float(many.score(X))}
+
+
+def run_pomegranate(X: np.ndarray, K: int, covariance_type: str, n_iter: int,
+                    init: dict | None) -> dict:
+    """pomegranate >= 1.0 (torch based), float64 throughout so that its score
+    is comparable. Only used when it imports; its API has moved between
+    releases, so any failure is reported rather than raised."""
+    import torch
+    from pomegranate.distributions import Normal
+    from pomegranate.gmm import GeneralMixtureModel
+
+    if init is None:
+        raise ValueError("pomegranate is timed only from shared initial parameters")
+    data = torch.from_numpy(X)
+
+    def build(iterations: int):
+        components = []
+        for k in range(K):
+            precision = init["precisions_init"][k]
+            covariance = (1.0 / precision if covariance_type == "diag"
+                          else np.linalg.inv(precision))
+            components.append(Normal(torch.from_numpy(init["means_init"][k]),
+                                     torch.from_numpy(covariance),
+                                     covariance_type=covariance_type))
+        return GeneralMixtureModel(components, priors=torch.from_numpy(init["weights_init"]),
+                                   max_iter=iterations, tol=0.0)
+
+    one, many = build(1), build(n_iter)
+    seconds_one = timed_fit(one, data)
+    seconds_many = timed_fit(many, data)
+    score = float(many.log_probability(data).mean())
+    return {"seconds_1": seconds_one, "seconds_n": seconds_many,
+            "n_iter": [1, n_iter], "score": score}
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak resident set (KiB), data included: VmHWM
+    belongs to the address space, which exec starts afresh."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--library", choices=["emix", "sklearn", "pomegranate"], required=True)
+    parser.add_argument("--data", required=True, help=".npy file with X (n, d), float64")
+    parser.add_argument("--init", help=".npz with weights_init, means_init, precisions_init")
+    parser.add_argument("--components", type=int, required=True)
+    parser.add_argument("--covariance-type", default="full")
+    parser.add_argument("--n-iter", type=int, default=10)
+    parser.add_argument("--mode", choices=["iterations", "fit"], default="iterations")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments()
+    silence_convergence_warnings()
+    X = np.load(args.data)
+    init = None
+    if args.mode == "iterations":
+        with np.load(args.init) as archive:
+            init = {name: archive[name] for name in archive.files}
+    if args.library == "pomegranate":
+        result = run_pomegranate(X, args.components, args.covariance_type, args.n_iter, init)
+    else:
+        result = run_sklearn_api(args.library, X, args.components, args.covariance_type,
+                                 args.n_iter, init)
+    result["library"] = args.library
+    result["peak_rss_kb"] = peak_rss_kb()
+    # Linux carries ru_maxrss (KiB) across fork and exec, so it is at least
+    # the parent's peak when run.py forked us: kept for the record only.
+    result["ru_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
