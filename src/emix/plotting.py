@@ -171,7 +171,7 @@ def _check_feature_index(feature: Any, n_features: int, name: str) -> int:
     return int(feature)
 
 
-def _full_covariances(model: Any) -> np.ndarray:
+def full_covariances(model: Any) -> np.ndarray:
     """Every component's covariance as a (K, d, d) float64 array."""
     n_features = np.asarray(model.means_).shape[1]
     return COVARIANCE_MODELS[model.covariance_type].full_matrices(
@@ -237,7 +237,7 @@ def plot_density(model: Any, X: Any, *, ax: Axes | None = None, feature: int = 0
     name = feature_name or _feature_names(model, X, None, data.shape[1])[feature]
     ax = _new_axes() if ax is None else ax
     weights = check_sample_weight(sample_weight, data.shape[0])
-    _draw_density(ax, model, data[:, feature], feature, _full_covariances(model), bins,
+    _draw_density(ax, model, data[:, feature], feature, full_covariances(model), bins,
                   weights)
     ax.set_xlabel(name)
     ax.set_ylabel("density")
@@ -320,7 +320,7 @@ def plot_clusters(model: Any, X: Any, *, ax: Axes | None = None,
     pair = _check_feature_pair(features, data.shape[1])
     names = _feature_names(model, X, feature_names, data.shape[1])
     ax = _new_axes() if ax is None else ax
-    _draw_clusters(ax, model, data, _labels(model, X, data), pair, _full_covariances(model),
+    _draw_clusters(ax, model, data, _labels(model, X, data), pair, full_covariances(model),
                    contours, check_sample_weight(sample_weight, data.shape[0]))
     ax.set_xlabel(names[pair[0]])
     ax.set_ylabel(names[pair[1]])
@@ -439,7 +439,7 @@ def plot_pairs(model: Any, X: Any, *, fig: Figure | None = None,
         fig = _pyplot().figure(figsize=(side, side), layout="constrained")
     axes = np.asarray(fig.subplots(n_features, n_features, squeeze=False))
     labels = _labels(model, X, data)
-    full = _full_covariances(model)
+    full = full_covariances(model)
     weights = check_sample_weight(sample_weight, data.shape[0])
     # A column shows one feature horizontally throughout, and so does a row
     # vertically (except on the diagonal, whose vertical axis is a density).

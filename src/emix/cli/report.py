@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from .._text import counted, text_table
-from ..families.covariance import COVARIANCE_MODELS
 from ..mixture import GaussianMixture
+from ..plotting import full_covariances
 from ..selection import SelectionResult, information_criteria
 
 
@@ -17,13 +17,6 @@ def feature_names(model: GaussianMixture) -> list[str]:
     if names is None:  # as the table readers name the columns of a file without a header
         return [f"column {j + 1}" for j in range(model.n_features_in_)]
     return [str(name) for name in names]
-
-
-def full_covariances(model: GaussianMixture) -> np.ndarray:
-    """(K, d, d) covariance matrices whatever the structure."""
-    k, d = np.shape(model.means_)
-    return COVARIANCE_MODELS[model.covariance_type].full_matrices(
-        np.asarray(model.covariances_, dtype=np.float64), k, d)
 
 
 def fit_statistics(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | None,

@@ -94,8 +94,6 @@ class ChunkedTable:
     ----------
     names : list of str
         The selected columns' names.
-    n_rows : int or None
-        The number of data rows, when the format records it (.npy, Parquet).
     """
 
     def __init__(self, source: _Source, select: list[int], chunk_rows: int):
@@ -103,7 +101,6 @@ class ChunkedTable:
         self._select = select
         self._chunk_rows = chunk_rows
         self.names = [source.names[j] for j in select]
-        self.n_rows = source.n_rows
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self._source.blocks(self._select, self._chunk_rows)
@@ -286,7 +283,6 @@ class _Source:
 
     label: str
     names: list[str]
-    n_rows: int | None = None
 
     def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -630,7 +626,6 @@ class _NpySource(_Source):
             raise InvalidInputError(f"{label} has no columns")
         self._array = array
         self.names = [f"column {j + 1}" for j in range(array.shape[1])]
-        self.n_rows = array.shape[0]
 
     def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
         array = self._array
@@ -666,10 +661,9 @@ class _ParquetSource(_Source):
         schema = self._file.schema_arrow
         self.names = list(schema.names)
         self._types = [schema.field(j).type for j in range(len(schema.names))]
-        self.n_rows = self._file.metadata.num_rows
         if not self.names:
             raise InvalidInputError(f"{label} has no columns")
-        if self.n_rows == 0:
+        if self._file.metadata.num_rows == 0:
             raise InvalidInputError(f"{label} is empty: it has no rows of data")
 
     def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
