@@ -64,3 +64,16 @@ def assert_finite_fit(model) -> None:
 @pytest.fixture(params=COVARIANCE_TYPES)
 def covariance_type(request) -> str:
     return request.param
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def e_step_path(request, monkeypatch):
+    """Run a test through the compiled kernels (numba) and through NumPy."""
+    from emix.families import _compiled
+
+    if request.param == "numpy":
+        monkeypatch.setattr(_compiled, "_kernels", None)
+        monkeypatch.setattr(_compiled, "_loaded", True)
+    elif _compiled.kernels() is None:
+        pytest.fail("numba is part of the test extra: pip install -e '.[test]'")
+    return request.param

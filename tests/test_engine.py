@@ -15,6 +15,10 @@ from emix.families.gaussian import GaussianFamily
 
 from conftest import blobs, fixed_init
 
+# Every test here runs through the compiled E-step kernels and through NumPy.
+pytestmark = pytest.mark.usefixtures("e_step_path")
+
+
 
 def test_monitor_states():
     monitor = ConvergenceMonitor(tol=1e-3, max_iter=5)

@@ -16,6 +16,10 @@ from emix.families.covariance import COVARIANCE_MODELS
 
 from conftest import COVARIANCE_TYPES, assert_finite_fit, blobs, fixed_init, identity_precisions
 
+# Every test here runs through the compiled E-step kernels and through NumPy.
+pytestmark = pytest.mark.usefixtures("e_step_path")
+
+
 
 def _fit(X, n_components, covariance_type, **options):
     with warnings.catch_warnings():

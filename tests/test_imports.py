@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 HEAVY = ("matplotlib", "dask", "distributed", "torch", "cupy", "sklearn", "pandas",
-         "pyarrow", "numba")
+         "pyarrow", "numba", "threadpoolctl")
 
 MODULES = ("emix", "emix.cli.main", "emix.cli.progress", "emix.io.model_file",
            "emix.io.tables", "emix.datasets", "emix.em.engine", "emix.em.init", "emix.families",

@@ -13,8 +13,13 @@ from emix.families.gaussian import GaussianFamily
 
 from conftest import COVARIANCE_TYPES, blobs, fixed_init, identity_precisions
 
+# Every test here runs through the compiled E-step kernels and through NumPy.
+pytestmark = pytest.mark.usefixtures("e_step_path")
+
+
 LAW_SETTINGS = settings(max_examples=25, deadline=None,
-                        suppress_health_check=[HealthCheck.too_slow])
+                        suppress_health_check=[HealthCheck.too_slow,
+                                                HealthCheck.function_scoped_fixture])
 
 problems = st.fixed_dictionaries({
     "seed": st.integers(0, 2**32 - 1),

@@ -10,6 +10,10 @@ from emix import GaussianMixture
 
 from conftest import COVARIANCE_TYPES, blobs, fixed_init
 
+# Every test here runs through the compiled E-step kernels and through NumPy.
+pytestmark = pytest.mark.usefixtures("e_step_path")
+
+
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
 SHAPES = [(300, 1, 1), (500, 1, 2), (400, 2, 1), (600, 2, 3), (800, 4, 3), (700, 6, 5)]

@@ -30,6 +30,7 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ from .exceptions import (
     not_fitted,
 )
 from .execution.memory import InMemoryData, default_chunk_rows
+from .execution.threads import available_cores, single_threaded_blas
 from .families.covariance import COVARIANCE_MODELS
 from .families.gaussian import GaussianFamily, GaussianParams
 
@@ -110,6 +112,12 @@ class GaussianMixture:
     chunk_size : int, optional
         Rows per E-step chunk; by default chosen so that the largest
         temporary (rows x K x d) takes 8 MB, and at most 65,536.
+    n_threads : int, optional
+        Threads that run the E-step's chunks concurrently; by default every
+        core this process may use.  The result does not depend on it (the
+        chunks' statistics are added in order).  Chunks that call BLAS run
+        concurrently only with threadpoolctl installed (``emix[fast]``),
+        which holds BLAS to one thread per call during the fit.
 
     Attributes
     ----------
@@ -148,7 +156,8 @@ class GaussianMixture:
                  n_init: int = 1, init_params: str = "kmeans", weights_init: Any = None,
                  means_init: Any = None, precisions_init: Any = None, random_state: Any = None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
-                 on_collapse: str = "floor", chunk_size: int | None = None):
+                 on_collapse: str = "floor", chunk_size: int | None = None,
+                 n_threads: int | None = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -165,6 +174,7 @@ class GaussianMixture:
         self.verbose_interval = verbose_interval
         self.on_collapse = on_collapse
         self.chunk_size = chunk_size
+        self.n_threads = n_threads
 
     # -- scikit-learn's estimator contract -----------------------------------------
     @classmethod
@@ -291,7 +301,11 @@ class GaussianMixture:
             if progress is not None:
                 progress(state)
 
-        with floating_point_guard():
+        with ExitStack() as threads, floating_point_guard():
+            if settings["n_threads"] > 1:
+                blas_limited = threads.enter_context(single_threaded_blas())
+                if blas_limited or not family.calls_blas(X.shape[1]):
+                    data.n_threads = settings["n_threads"]
             result = run_restarts(family, data, initialise, n_init=n_init,
                                   tol=settings["tol"], max_iter=settings["max_iter"],
                                   on_collapse=settings["on_collapse"],
@@ -322,6 +336,8 @@ class GaussianMixture:
                                                 minimum=1),
             "chunk_size": (None if self.chunk_size is None
                            else check.check_int("chunk_size", self.chunk_size, minimum=1)),
+            "n_threads": (available_cores() if self.n_threads is None
+                          else check.check_int("n_threads", self.n_threads, minimum=1)),
         }
 
     def _check_warm_start_shapes(self, family: GaussianFamily, n_components: int,

@@ -6,11 +6,13 @@ n_samples: the largest one is chunk_rows x K x d.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from .threads import thread_pool
 from .workspace import Workspace
 
 #: Bytes of the largest per-chunk temporary (rows x K x d) by default.  The
@@ -33,11 +35,13 @@ class InMemoryData:
     """Rows of an array (and optional frequency weights), visited in chunks."""
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
-                 chunk_rows: int):
+                 chunk_rows: int, n_threads: int = 1):
         self.X = X
         self.sample_weight = sample_weight
         self.chunk_rows = int(chunk_rows)
+        self.n_threads = max(1, int(n_threads))
         self.workspace = Workspace()
+        self._workspaces = threading.local()
 
     @property
     def n_samples(self) -> int:
@@ -58,12 +62,28 @@ class InMemoryData:
             yield self.X[start:stop], None if weights is None else weights[start:stop]
 
     def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:
-        """``sum(step(X_chunk, w_chunk, workspace) for each chunk)``."""
+        """``sum(step(X_chunk, w_chunk, workspace) for each chunk)``.
+
+        With several threads the chunks run concurrently, each thread with
+        its own workspace; the parts are still added in chunk order, so the
+        result does not depend on the number of threads."""
+        n_chunks = -(-self.n_samples // self.chunk_rows)
+        if self.n_threads == 1 or n_chunks < 2:
+            parts = (step(X, weights, self.workspace) for X, weights in self.chunks())
+        else:
+            def run(chunk):
+                return step(*chunk, self._thread_workspace())
+            parts = thread_pool(self.n_threads).map(run, self.chunks())
         total = None
-        for X, weights in self.chunks():
-            part = step(X, weights, self.workspace)
+        for part in parts:
             total = part if total is None else total + part
         return total
+
+    def _thread_workspace(self) -> Workspace:
+        workspace = getattr(self._workspaces, "workspace", None)
+        if workspace is None:
+            workspace = self._workspaces.workspace = Workspace()
+        return workspace
 
     def map_rows(self, step: Callable[[np.ndarray, Workspace], np.ndarray],
                  out: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 
 #: A variance is indistinguishable from zero when it is below the rounding
 #: level of the numbers it came from, widened by this margin: the residuals
@@ -74,6 +75,14 @@ class CovarianceModel:
     name: ClassVar[str]
     #: Whether each component has its own covariance (False for "tied").
     per_component: ClassVar[bool] = True
+    #: The compiled E-step kernel that serves this structure (see
+    #: :mod:`emix.families._compiled`), and up to how many features it beats
+    #: the NumPy path.
+    fused_kernel: ClassVar[str | None] = None
+    fused_max_features: ClassVar[int] = 0
+    #: Whether the compiled quadratic-form E-step serves this structure
+    #: beyond ``fused_max_features`` (see :meth:`quadratic_coefficients`).
+    quadratic_form: ClassVar[bool] = False
 
     # -- shapes and counts -------------------------------------------------
     def shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
@@ -107,6 +116,40 @@ class CovarianceModel:
                  cov_chol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Whitened moments back to data coordinates (about each mean)."""
         raise NotImplementedError
+
+    def fused_factor(self, prec_chol: np.ndarray, n_components: int,
+                     n_features: int) -> np.ndarray:
+        """The precision factor as the fused kernel takes it: one per
+        component, (K, d) scales or (K, d, d) triangles."""
+        raise NotImplementedError
+
+    def fused_second(self, second: np.ndarray) -> np.ndarray:
+        """The kernel's per-component second moments, (K, d) or the upper
+        triangles of (K, d, d), in the structure's shape."""
+        raise NotImplementedError
+
+    def quadratic_coefficients(self, means: np.ndarray, prec_chol: np.ndarray,
+                               shift: np.ndarray, const: np.ndarray
+                               ) -> tuple[np.ndarray, float]:
+        """The log-densities as one linear map of quadratic features.
+
+        With x' = x - shift and m_k = mu_k - shift, ``log N_k(x) + const_k``
+        is ``-1/2 x'^T A_k x' + x'^T A_k m_k + const_k - 1/2 m_k^T A_k m_k``
+        (A_k the precision): linear in the features x'_a x'_b (a <= b), x'
+        and 1 (:func:`emix.families._numba_kernels.quadratic_features`).
+        Returns those coefficients, (K, d (d + 1) / 2 + d + 1), and the
+        largest ``m_k^T A_k m_k``: the expansion loses that many times the
+        rounding unit against residuals taken about each mean."""
+        n_components, n_features = means.shape
+        precisions = np.broadcast_to(self.precisions(prec_chol),
+                                     (n_components, n_features, n_features))
+        offsets = means - shift
+        pulled = np.einsum("kij,kj->ki", precisions, offsets)
+        spread = np.einsum("ki,ki->k", offsets, pulled)
+        rows, columns = np.triu_indices(n_features)
+        quadratic = precisions[:, rows, columns] * np.where(rows == columns, -0.5, -1.0)
+        theta = np.concatenate([quadratic, pulled, (const - 0.5 * spread)[:, None]], axis=1)
+        return theta, float(spread.max())
 
     # -- M-step ------------------------------------------------------------
     def empirical(self, resp_weight: np.ndarray, delta: np.ndarray, second: np.ndarray,
@@ -210,29 +253,27 @@ def _whitened_first(Y: np.ndarray, rw: np.ndarray) -> np.ndarray:
 
 
 def _cholesky_factors(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Batched lower Cholesky factors and ``P = L^{-T}`` of (K, d, d) matrices."""
-    n_features = covariances.shape[-1]
-    identity = np.eye(n_features)
+    """Batched lower Cholesky factors and ``P = L^{-T}`` of (K, d, d) matrices.
+
+    LAPACK's potrf and trtri are called directly: scipy.linalg's checking
+    wrappers cost more than the factorisations themselves at small d, and
+    this runs in every M-step."""
     cov_chol = np.empty_like(covariances)
     prec_chol = np.empty_like(covariances)
     failed = []
     for k, cov in enumerate(covariances):
-        try:
-            chol = linalg.cholesky(cov, lower=True, check_finite=False)
-        except linalg.LinAlgError:
-            failed.append(k)
-            continue
-        diagonal = np.diag(chol)
-        if not (np.all(np.isfinite(chol)) and np.all(diagonal > 0)):
+        chol, info = lapack.dpotrf(cov, lower=1, clean=1)
+        if info == 0:
+            inverse, info = lapack.dtrtri(chol, lower=1)
+        if info != 0:
             failed.append(k)
             continue
         cov_chol[k] = chol
-        prec_chol[k] = linalg.solve_triangular(chol, identity, lower=True,
-                                               check_finite=False).T
-        if not np.all(np.isfinite(prec_chol[k])):
-            failed.append(k)
+        prec_chol[k] = inverse.T
+    finite = np.isfinite(prec_chol).all(axis=(1, 2)) & np.isfinite(cov_chol).all(axis=(1, 2))
+    failed += [int(k) for k in np.flatnonzero(~finite) if k not in failed]
     if failed:
-        raise SingularCovariance(failed)
+        raise SingularCovariance(sorted(failed))
     return cov_chol, prec_chol
 
 
@@ -275,6 +316,12 @@ def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndar
     return spectrum[:, 0] <= level
 
 
+def _mirror_upper(matrices: np.ndarray) -> np.ndarray:
+    """Symmetric matrices from their upper triangles (the lower is ignored)."""
+    upper = np.triu(matrices)
+    return upper + np.swapaxes(np.triu(matrices, 1), -1, -2)
+
+
 def _symmetrise(matrices: np.ndarray) -> np.ndarray:
     return 0.5 * (matrices + np.swapaxes(matrices, -1, -2))
 
@@ -283,6 +330,9 @@ class FullCovariance(CovarianceModel):
     """Each component has its own full covariance matrix."""
 
     name = "full"
+    fused_kernel = "triangular"
+    fused_max_features = 4
+    quadratic_form = True
 
     def shape(self, n_components, n_features):
         return (n_components, n_features, n_features)
@@ -329,6 +379,12 @@ class FullCovariance(CovarianceModel):
         second = cov_chol @ second @ np.swapaxes(cov_chol, 1, 2)
         return first, second
 
+    def fused_factor(self, prec_chol, n_components, n_features):
+        return prec_chol
+
+    def fused_second(self, second):
+        return _mirror_upper(second)
+
     def empirical(self, resp_weight, delta, second, total):
         covariances = second / resp_weight[:, None, None]
         covariances -= delta[:, :, None] * delta[:, None, :]
@@ -372,6 +428,9 @@ class TiedCovariance(CovarianceModel):
 
     name = "tied"
     per_component = False
+    fused_kernel = "triangular"
+    fused_max_features = 4
+    quadratic_form = True
 
     def shape(self, n_components, n_features):
         return (n_features, n_features)
@@ -406,6 +465,12 @@ class TiedCovariance(CovarianceModel):
 
     def unwhiten(self, first, second, cov_chol):
         return first @ cov_chol.T, cov_chol @ second @ cov_chol.T
+
+    def fused_factor(self, prec_chol, n_components, n_features):
+        return np.ascontiguousarray(np.broadcast_to(prec_chol, (n_components, *prec_chol.shape)))
+
+    def fused_second(self, second):
+        return _mirror_upper(second.sum(axis=0))
 
     def empirical(self, resp_weight, delta, second, total):
         moved = np.einsum("k,ki,kj->ij", resp_weight, delta, delta)
@@ -453,6 +518,9 @@ class _ScaleModel(CovarianceModel):
     """Structures without correlations, where the covariance factor is a
     plain scale: one per feature (diag) or one per component (spherical).
     ``prec_chol.reshape(K, -1)`` broadcasts against (K, d) in both."""
+
+    fused_kernel = "scaled"
+    fused_max_features = 2**31
 
     def prepare(self, means, prec_chol, shift, dtype):
         return {"means": means.astype(dtype),
@@ -504,6 +572,12 @@ class DiagCovariance(_ScaleModel):
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return np.log(prec_chol).sum(axis=1)
 
+    def fused_factor(self, prec_chol, n_components, n_features):
+        return prec_chol
+
+    def fused_second(self, second):
+        return second
+
     def whitened_second_moment(self, Y, sq, rw, workspace):
         squared = workspace.array("weighted", Y.shape, Y.dtype)
         np.multiply(Y, Y, out=squared)
@@ -544,6 +618,12 @@ class SphericalCovariance(_ScaleModel):
 
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return n_features * np.log(prec_chol)
+
+    def fused_factor(self, prec_chol, n_components, n_features):
+        return np.repeat(prec_chol[:, None], n_features, axis=1)
+
+    def fused_second(self, second):
+        return second.sum(axis=1)
 
     def whitened_second_moment(self, Y, sq, rw, workspace):
         return np.einsum("mk,mk->k", rw, sq).astype(np.float64, copy=False)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DegenerateComponentError, NumericalError
+from . import _compiled
 from .base import MStepReport
 from .covariance import (
     COVARIANCE_MODELS,
@@ -48,6 +49,12 @@ VANISHED_FRACTION = 1e-12
 FLOOR_FRACTION = 1e-4
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+_NO_WEIGHTS = np.ones(1)
+
+#: The most rounding error (in units of log-density) that the quadratic-form
+#: E-step may add; beyond it the residuals are taken about each mean.
+QUADRATIC_ROUNDING = 1e-4
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,11 +266,88 @@ class GaussianFamily:
     def e_step(self, params: GaussianParams, X: np.ndarray, weights: np.ndarray | None,
                workspace: Any) -> GaussianStats:
         """Statistics of the rows ``X`` (frequency ``weights``) under ``params``."""
+        compiled = _compiled.kernels()
+        if compiled is not None:
+            stats = self._compiled_e_step(compiled, params, X, weights, workspace)
+            if stats is not None:
+                return stats
         resp, log_norm, whitened, squared_norm = self._posterior(params, X, workspace)
         log_norm = log_norm.astype(np.float64, copy=False)
         log_likelihood = float(log_norm.sum() if weights is None else weights @ log_norm)
         return self._stats(params.means, whitened, squared_norm, resp, weights,
                            log_likelihood, params.cov_chol, workspace)
+
+    def calls_blas(self, n_features: int) -> bool:
+        """Whether the E-step calls BLAS (only the fused kernels do not)."""
+        model = self.covariance
+        return not (model.fused_kernel is not None and n_features <= model.fused_max_features
+                    and _compiled.kernels() is not None)
+
+    def _compiled_e_step(self, compiled: dict, params: GaussianParams, X: np.ndarray,
+                         weights: np.ndarray | None, workspace: Any) -> GaussianStats | None:
+        """:meth:`e_step` through the compiled kernels, or None where none
+        serves: no kernel for this structure and width, a quadratic
+        expansion that would lose digits, or a row beyond floating-point
+        range (the NumPy path then explains or recovers)."""
+        n_components, n_features = params.means.shape
+        model = self.covariance
+        const = self._prepare(params, np.float64).const
+        use_weights = weights is not None
+        row_weights = np.asarray(weights, dtype=np.float64) if use_weights else _NO_WEIGHTS
+        resp_weight = np.zeros(n_components)
+        first = np.zeros((n_components, n_features))
+        if model.fused_kernel is not None and n_features <= model.fused_max_features:
+            factor = model.fused_factor(params.prec_chol, n_components, n_features)
+            second = np.zeros(factor.shape)
+            log_likelihood, out_of_range = compiled[model.fused_kernel](
+                X, row_weights, use_weights, params.means, factor, const,
+                resp_weight, first, second)
+        elif model.quadratic_form:
+            theta = self._quadratic_coefficients(params, X.dtype, const)
+            if theta is None:
+                return None
+            features = workspace.array(
+                "features", (theta.shape[1], X.shape[0]), X.dtype)
+            compiled["quadratic_features"](X, params.weights @ params.means, features)
+            logits = workspace.array("logits", (n_components, X.shape[0]), X.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                np.matmul(theta, features, out=logits)
+            log_likelihood, out_of_range = compiled["normalise_chunk"](
+                logits, row_weights, use_weights, 0)
+            if out_of_range:
+                return None
+            padded = n_features + n_features % 2
+            second = np.zeros((n_components, padded, padded))
+            compiled["centred_moments"](X, params.means, logits, resp_weight, first, second)
+            second = second[:, :n_features, :n_features]
+        else:
+            return None
+        if out_of_range:
+            return None
+        return GaussianStats(
+            shift=params.means,
+            resp_weight=resp_weight,
+            first=first,
+            second=model.fused_second(second),
+            log_likelihood=float(log_likelihood),
+            total_weight=float(X.shape[0] if weights is None else weights.sum()),
+            n_samples=X.shape[0],
+        )
+
+    def _quadratic_coefficients(self, params: GaussianParams, dtype: np.dtype,
+                                const: np.ndarray) -> np.ndarray | None:
+        """The coefficients of the quadratic-form E-step in ``dtype``, or None
+        when the expansion about the mixture's centre would cost more than
+        QUADRATIC_ROUNDING of a log-density (components far from the centre
+        in their own standard deviations: float32 data beyond about 40 of
+        them, float64 beyond 10**5.5)."""
+        key = ("quadratic", np.dtype(dtype).str)
+        if key not in params._prepared:
+            theta, spread = self.covariance.quadratic_coefficients(
+                params.means, params.prec_chol, params.weights @ params.means, const)
+            precise = spread * np.finfo(dtype).eps <= QUADRATIC_ROUNDING
+            params._prepared[key] = theta.astype(dtype) if precise else None
+        return params._prepared[key]
 
     def assignment_stats(self, shift: np.ndarray, X: np.ndarray, weights: np.ndarray | None,
                          resp: np.ndarray, workspace: Any) -> GaussianStats:

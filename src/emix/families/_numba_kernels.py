@@ -1,0 +1,385 @@
+"""The numba kernels behind :mod:`emix.families._compiled` (imported only
+when numba is installed; see that module for what they do and why).
+
+Defined at module level so that numba's on-disk cache keeps them between
+processes: compiling them takes seconds, loading them a fraction of that.
+"""
+
+import numpy as np
+from numba import njit
+
+#: Rows per block: the block's transposed rows and its (K, rows)
+#: log-densities stay in the L1/L2 cache.
+BLOCK_ROWS = 256
+
+#: Row sums (each in [1, K]) multiplied before one logarithm; K**16 stays far
+#: from overflow for any realistic K.
+ROWS_PER_LOG = 16
+
+#: exp(x) for x below this is under 1e-307 next to the row's largest term,
+#: 1: it is taken as 0 (libm would return a subnormal number).
+_EXP_CUTOFF = -708.0
+_LOG2E = 1.4426950408889634
+# ln 2 split in two so that x - n ln 2 is exact for |n| <= 1024.
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+# 2**52 + 1023: adding an integer n <= 0 to it in float64 puts n + 1023
+# into the low bits, from where a shift moves it into the exponent field.
+_EXPONENT_MAGIC = 4503599627371519.0
+_MAGIC_BITS = np.float64(4503599627370496.0).view(np.int64)
+
+
+# No reassociation here: it would undo the two-part reduction by ln 2.
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def exp_nonpositive(values, count, scratch, bits):
+    """values[:count] = exp(values[:count]) for values <= 0, in place.
+
+    Range reduction x = n ln 2 + r with |r| <= ln 2 / 2, a degree-13
+    Taylor polynomial for exp(r) (truncation below 2e-16), and 2**n
+    built in the exponent bits; values below _EXP_CUTOFF give 0.
+    ``scratch`` (float64) and ``bits`` (int64, the same memory viewed as
+    integers) hold at least ``count`` values."""
+    for i in range(count):
+        x = max(values[i], _EXP_CUTOFF)
+        n = np.floor(x * _LOG2E + 0.5)
+        r = (x - n * _LN2_HI) - n * _LN2_LO
+        p = 1.0 / 6227020800.0
+        p = p * r + 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        p = p * r + 1.0
+        scratch[i] = n + _EXPONENT_MAGIC
+        values[i] = p if values[i] >= _EXP_CUTOFF else 0.0
+    for i in range(count):
+        bits[i] = (bits[i] - _MAGIC_BITS) << 52
+    for i in range(count):
+        values[i] *= scratch[i]
+
+_jit = njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+
+@_jit
+def normalise_block(logits, count, row_weights, use_weights, start, top, total,
+                    scratch, bits, state):
+    """Turn a block's log-densities (K, rows) into weighted
+    responsibilities in place; add its log-likelihood to ``state``.
+
+    ``state`` = [log-likelihood, running product of row sums, rows in
+    that product].  Returns False when a log-density is not finite (a
+    point beyond floating-point range)."""
+    n_components = logits.shape[0]
+    # Any NaN or infinity among the log-densities makes this sum non-finite
+    # (so does overflow of the sum itself: a false alarm that only sends the
+    # chunk to the NumPy path).
+    check = 0.0
+    for i in range(count):
+        top[i] = logits[0, i]
+        check += logits[0, i]
+    for k in range(1, n_components):
+        for i in range(count):
+            top[i] = max(top[i], logits[k, i])
+            check += logits[k, i]
+    if not np.isfinite(check):
+        return False
+    for i in range(count):
+        total[i] = 0.0
+    for k in range(n_components):
+        row = logits[k]
+        for i in range(count):
+            row[i] -= top[i]
+        exp_nonpositive(row, count, scratch, bits)
+        for i in range(count):
+            total[i] += row[i]
+    if use_weights:
+        for i in range(count):
+            weight = row_weights[start + i]
+            state[0] += weight * (top[i] + np.log(total[i]))
+            total[i] = weight / total[i]
+    else:
+        tops = 0.0
+        for i in range(count):
+            tops += top[i]
+        state[0] += tops
+        product = state[1]
+        rows = state[2]
+        for i in range(count):
+            product *= total[i]
+            rows += 1.0
+            if rows >= ROWS_PER_LOG:
+                state[0] += np.log(product)
+                product = 1.0
+                rows = 0.0
+        state[1] = product
+        state[2] = rows
+        for i in range(count):
+            total[i] = 1.0 / total[i]
+    for k in range(n_components):
+        row = logits[k]
+        for i in range(count):
+            row[i] *= total[i]
+    return True
+
+@_jit
+def scaled_e_step(X, row_weights, use_weights, means, scale, const,
+                  resp_weight, first, second):
+    """Diagonal (and spherical, with ``scale`` repeated over features)
+    covariances; ``scale`` = 1 / standard deviation, (K, d).  Adds N_k,
+    sum r (x - mu_k) and sum r (x - mu_k)**2 to the outputs; returns
+    (log-likelihood, whether a row was beyond range)."""
+    n_rows, n_features = X.shape
+    n_components = means.shape[0]
+    block = BLOCK_ROWS
+    rows_t = np.empty((n_features, block))
+    logits = np.empty((n_components, block))
+    top = np.empty(block)
+    total = np.empty(block)
+    scratch = np.empty(block)
+    bits = scratch.view(np.int64)
+    state = np.array([0.0, 1.0, 0.0])
+    for start in range(0, n_rows, block):
+        count = min(block, n_rows - start)
+        for i in range(count):
+            for j in range(n_features):
+                rows_t[j, i] = X[start + i, j]
+        for k in range(n_components):
+            row = logits[k]
+            for i in range(count):
+                row[i] = 0.0
+            for j in range(n_features):
+                mean = means[k, j]
+                s = scale[k, j]
+                column = rows_t[j]
+                for i in range(count):
+                    z = (column[i] - mean) * s
+                    row[i] += z * z
+            c = const[k]
+            for i in range(count):
+                row[i] = c - 0.5 * row[i]
+        if not normalise_block(logits, count, row_weights, use_weights, start,
+                               top, total, scratch, bits, state):
+            return 0.0, True
+        for k in range(n_components):
+            row = logits[k]
+            weight = 0.0
+            for i in range(count):
+                weight += row[i]
+            resp_weight[k] += weight
+            for j in range(n_features):
+                mean = means[k, j]
+                column = rows_t[j]
+                moment1 = 0.0
+                moment2 = 0.0
+                for i in range(count):
+                    delta = column[i] - mean
+                    weighted = row[i] * delta
+                    moment1 += weighted
+                    moment2 += weighted * delta
+                first[k, j] += moment1
+                second[k, j] += moment2
+    if state[2] > 0:
+        state[0] += np.log(state[1])
+    return state[0], False
+
+@_jit
+def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
+                      resp_weight, first, second):
+    """Full (and tied, with ``prec_chol`` repeated) covariances for few
+    features; ``prec_chol`` (K, d, d) upper triangular.  Adds N_k,
+    sum r (x - mu_k) and the upper triangle of sum r (x - mu_k)(x -
+    mu_k)^T to the outputs; returns (log-likelihood, beyond range)."""
+    n_rows, n_features = X.shape
+    n_components = means.shape[0]
+    block = BLOCK_ROWS
+    rows_t = np.empty((n_features, block))
+    centred = np.empty((n_components, n_features, block))
+    whitened = np.empty(block)
+    logits = np.empty((n_components, block))
+    top = np.empty(block)
+    total = np.empty(block)
+    scratch = np.empty(block)
+    bits = scratch.view(np.int64)
+    state = np.array([0.0, 1.0, 0.0])
+    for start in range(0, n_rows, block):
+        count = min(block, n_rows - start)
+        for i in range(count):
+            for j in range(n_features):
+                rows_t[j, i] = X[start + i, j]
+        for k in range(n_components):
+            row = logits[k]
+            for j in range(n_features):
+                mean = means[k, j]
+                column = rows_t[j]
+                out = centred[k, j]
+                for i in range(count):
+                    out[i] = column[i] - mean
+            for i in range(count):
+                row[i] = 0.0
+            for j in range(n_features):
+                for i in range(count):
+                    whitened[i] = 0.0
+                for a in range(j + 1):
+                    factor = prec_chol[k, a, j]
+                    column = centred[k, a]
+                    for i in range(count):
+                        whitened[i] += column[i] * factor
+                for i in range(count):
+                    row[i] += whitened[i] * whitened[i]
+            c = const[k]
+            for i in range(count):
+                row[i] = c - 0.5 * row[i]
+        if not normalise_block(logits, count, row_weights, use_weights, start,
+                               top, total, scratch, bits, state):
+            return 0.0, True
+        for k in range(n_components):
+            row = logits[k]
+            weight = 0.0
+            for i in range(count):
+                weight += row[i]
+            resp_weight[k] += weight
+            for a in range(n_features):
+                column_a = centred[k, a]
+                for i in range(count):
+                    whitened[i] = row[i] * column_a[i]
+                moment1 = 0.0
+                for i in range(count):
+                    moment1 += whitened[i]
+                first[k, a] += moment1
+                for b in range(a, n_features):
+                    column_b = centred[k, b]
+                    moment2 = 0.0
+                    for i in range(count):
+                        moment2 += whitened[i] * column_b[i]
+                    second[k, a, b] += moment2
+    if state[2] > 0:
+        state[0] += np.log(state[1])
+    return state[0], False
+
+
+
+@_jit
+def normalise_chunk(logits, row_weights, use_weights, start):
+    """:func:`normalise_block` for a whole (K, rows) array; returns
+    (log-likelihood, whether a row was beyond range)."""
+    count = logits.shape[1]
+    top = np.empty(count)
+    total = np.empty(count)
+    scratch = np.empty(count)
+    bits = scratch.view(np.int64)
+    state = np.array([0.0, 1.0, 0.0])
+    values = np.empty((logits.shape[0], count))
+    for k in range(logits.shape[0]):
+        for i in range(count):
+            values[k, i] = logits[k, i]
+    if not normalise_block(values, count, row_weights, use_weights, start, top, total,
+                           scratch, bits, state):
+        return 0.0, True
+    for k in range(logits.shape[0]):
+        for i in range(count):
+            logits[k, i] = values[k, i]
+    if state[2] > 0:
+        state[0] += np.log(state[1])
+    return state[0], False
+
+
+@_jit
+def quadratic_features(X, shift, features):
+    """Write, for each row x of X and x' = x - shift, the products
+    x'_a x'_b (a <= b, row by row of the upper triangle), then x', then 1,
+    as the columns of ``features`` ((d (d + 1) / 2 + d + 1, rows), X's
+    dtype).  Products are formed in float64 and rounded once."""
+    n_rows, n_features = X.shape
+    block = BLOCK_ROWS
+    rows_t = np.empty((n_features, block))
+    n_products = n_features * (n_features + 1) // 2
+    for start in range(0, n_rows, block):
+        count = min(block, n_rows - start)
+        for i in range(count):
+            for j in range(n_features):
+                rows_t[j, i] = X[start + i, j] - shift[j]
+        p = 0
+        for a in range(n_features):
+            column_a = rows_t[a]
+            for b in range(a, n_features):
+                column_b = rows_t[b]
+                out = features[p]
+                for i in range(count):
+                    out[start + i] = column_a[i] * column_b[i]
+                p += 1
+        for a in range(n_features):
+            column_a = rows_t[a]
+            out = features[n_products + a]
+            for i in range(count):
+                out[start + i] = column_a[i]
+        out = features[n_products + n_features]
+        for i in range(count):
+            out[start + i] = 1.0
+
+
+@_jit
+def centred_moments(X, means, resp, resp_weight, first, second):
+    """Add N_k = sum_i r_ki, sum_i r_ki (x_i - mu_k) and sum_i r_ki (x_i -
+    mu_k)(x_i - mu_k)^T (upper triangle, and the entry below each 2 x 2
+    diagonal tile) to the float64 outputs; ``resp`` is (K, rows) in X's
+    dtype, ``second`` (K, d', d') with d' = d rounded up to even.
+
+    Residuals about each component's own mean: no cancellation, whatever
+    the data's offset.  Within a block the sums run in X's dtype, across
+    blocks in float64.  Feature pairs go in 2 x 2 tiles, so each value
+    loaded serves two products."""
+    n_rows, n_features = X.shape
+    n_components = means.shape[0]
+    padded = second.shape[1]
+    block = BLOCK_ROWS
+    centred = np.zeros((padded, block), X.dtype)
+    weighted = np.zeros((padded, block), X.dtype)
+    rows_t = np.empty((n_features, block))
+    for start in range(0, n_rows, block):
+        count = min(block, n_rows - start)
+        for i in range(count):
+            for j in range(n_features):
+                rows_t[j, i] = X[start + i, j]
+        for k in range(n_components):
+            r = resp[k, start:start + count]
+            total = 0.0
+            for i in range(count):
+                total += r[i]
+            resp_weight[k] += total
+            for a in range(n_features):
+                mean = means[k, a]
+                column = rows_t[a]
+                out = centred[a]
+                out_weighted = weighted[a]
+                moment1 = 0.0
+                for i in range(count):
+                    value = column[i] - mean
+                    out[i] = value
+                    out_weighted[i] = value * r[i]
+                    moment1 += value * r[i]
+                first[k, a] += moment1
+            for a in range(0, padded, 2):
+                w0 = weighted[a]
+                w1 = weighted[a + 1]
+                for b in range(a, padded, 2):
+                    c0 = centred[b]
+                    c1 = centred[b + 1]
+                    s00 = w0[0] - w0[0]
+                    s01 = s00
+                    s10 = s00
+                    s11 = s00
+                    for i in range(count):
+                        s00 += w0[i] * c0[i]
+                        s01 += w0[i] * c1[i]
+                        s10 += w1[i] * c0[i]
+                        s11 += w1[i] * c1[i]
+                    second[k, a, b] += s00
+                    second[k, a, b + 1] += s01
+                    second[k, a + 1, b] += s10
+                    second[k, a + 1, b + 1] += s11
