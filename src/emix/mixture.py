@@ -47,7 +47,7 @@ from .exceptions import (
     floating_point_guard,
     not_fitted,
 )
-from .execution.memory import InMemoryData, default_chunk_rows
+from .execution.memory import InMemoryData, default_chunk_rows, default_task_rows
 from .execution.threads import available_cores, single_threaded_blas
 from .families.covariance import COVARIANCE_MODELS
 from .families.gaussian import GaussianFamily, GaussianParams
@@ -110,8 +110,10 @@ class GaussianMixture:
         listed in ``collapses_`` and reported by a
         :class:`~emix.exceptions.ComponentCollapseWarning`.
     chunk_size : int, optional
-        Rows per E-step chunk; by default chosen so that the largest
-        temporary (rows x K x d) takes 8 MB, and at most 65,536.
+        Rows per E-step chunk (the unit of work of a thread); by default
+        chosen so that the chunk's responsibilities take 4 MB, between 4,096
+        and 65,536 rows.  The E-step splits a chunk further where its
+        temporaries need it: they never exceed a few MB, whatever n.
     n_threads : int, optional
         Threads that run the E-step's chunks concurrently; by default every
         core this process may use.  The result does not depend on it (the
@@ -258,9 +260,8 @@ class GaussianMixture:
         family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
         user_init = self._check_initial_parameters(family, n_components, X.shape[1])
 
-        chunk_rows = self.chunk_size or default_chunk_rows(n_components, X.shape[1],
-                                                          X.dtype.itemsize)
-        data = InMemoryData(X, weights, chunk_rows=chunk_rows)
+        data = InMemoryData(X, weights,
+                            chunk_rows=self.chunk_size or default_task_rows(n_components))
         rng = check.check_random_state(self.random_state)
         sample = data.sample(SAMPLE_ROWS, rng)
 

@@ -25,6 +25,17 @@ DEFAULT_CHUNK_BYTES = 8 * 2**20
 MAX_CHUNK_ROWS = 2**16
 
 
+#: Bytes of one chunk's (K, rows) responsibilities when chunks are tasks for
+#: threads: the E-step splits a chunk further where its temporaries need it.
+TASK_BYTES = 4 * 2**20
+
+
+def default_task_rows(n_components: int) -> int:
+    """Rows per chunk of a fit: large enough that per-chunk overheads vanish,
+    small enough that the threads share the work evenly."""
+    return int(min(MAX_CHUNK_ROWS, max(4096, TASK_BYTES // (8 * max(1, n_components)))))
+
+
 def default_chunk_rows(n_components: int, n_features: int, itemsize: int) -> int:
     """Rows per chunk so that a (rows, K, d) temporary takes DEFAULT_CHUNK_BYTES."""
     per_row = max(1, n_components) * max(1, n_features) * itemsize

@@ -326,14 +326,14 @@ def quadratic_features(X, shift, features):
 @_jit
 def centred_moments(X, means, resp, resp_weight, first, second):
     """Add N_k = sum_i r_ki, sum_i r_ki (x_i - mu_k) and sum_i r_ki (x_i -
-    mu_k)(x_i - mu_k)^T (upper triangle, and the entry below each 2 x 2
-    diagonal tile) to the float64 outputs; ``resp`` is (K, rows) in X's
-    dtype, ``second`` (K, d', d') with d' = d rounded up to even.
+    mu_k)(x_i - mu_k)^T (upper triangle, and some entries just below the
+    diagonal) to the float64 outputs; ``resp`` is (K, rows) in X's dtype,
+    ``second`` (K, d', d') with d' = d rounded up to a multiple of 4.
 
     Residuals about each component's own mean: no cancellation, whatever
     the data's offset.  Within a block the sums run in X's dtype, across
-    blocks in float64.  Feature pairs go in 2 x 2 tiles, so each value
-    loaded serves two products."""
+    blocks in float64.  Feature pairs go in 4 x 2 tiles, so that each value
+    loaded serves several products."""
     n_rows, n_features = X.shape
     n_components = means.shape[0]
     padded = second.shape[1]
@@ -364,9 +364,11 @@ def centred_moments(X, means, resp, resp_weight, first, second):
                     out_weighted[i] = value * r[i]
                     moment1 += value * r[i]
                 first[k, a] += moment1
-            for a in range(0, padded, 2):
+            for a in range(0, padded, 4):
                 w0 = weighted[a]
                 w1 = weighted[a + 1]
+                w2 = weighted[a + 2]
+                w3 = weighted[a + 3]
                 for b in range(a, padded, 2):
                     c0 = centred[b]
                     c1 = centred[b + 1]
@@ -374,12 +376,26 @@ def centred_moments(X, means, resp, resp_weight, first, second):
                     s01 = s00
                     s10 = s00
                     s11 = s00
+                    s20 = s00
+                    s21 = s00
+                    s30 = s00
+                    s31 = s00
                     for i in range(count):
-                        s00 += w0[i] * c0[i]
-                        s01 += w0[i] * c1[i]
-                        s10 += w1[i] * c0[i]
-                        s11 += w1[i] * c1[i]
+                        x0 = c0[i]
+                        x1 = c1[i]
+                        s00 += w0[i] * x0
+                        s01 += w0[i] * x1
+                        s10 += w1[i] * x0
+                        s11 += w1[i] * x1
+                        s20 += w2[i] * x0
+                        s21 += w2[i] * x1
+                        s30 += w3[i] * x0
+                        s31 += w3[i] * x1
                     second[k, a, b] += s00
                     second[k, a, b + 1] += s01
                     second[k, a + 1, b] += s10
                     second[k, a + 1, b + 1] += s11
+                    second[k, a + 2, b] += s20
+                    second[k, a + 2, b + 1] += s21
+                    second[k, a + 3, b] += s30
+                    second[k, a + 3, b + 1] += s31

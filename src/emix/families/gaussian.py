@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DegenerateComponentError, NumericalError
+from ..execution.memory import default_chunk_rows
 from . import _compiled
 from .base import MStepReport
 from .covariance import (
@@ -55,6 +56,10 @@ _NO_WEIGHTS = np.ones(1)
 #: The most rounding error (in units of log-density) that the quadratic-form
 #: E-step may add; beyond it the residuals are taken about each mean.
 QUADRATIC_ROUNDING = 1e-4
+
+#: Bytes of the quadratic features held at once (rows x d^2 / 2): within
+#: the L2 cache, so that the matrix product reads what was just written.
+QUADRATIC_BLOCK_BYTES = 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,6 +276,19 @@ class GaussianFamily:
             stats = self._compiled_e_step(compiled, params, X, weights, workspace)
             if stats is not None:
                 return stats
+        # The NumPy path's temporaries are (rows, K, d): a few thousand rows
+        # at a time, whatever the chunk the caller hands over.
+        n_rows = X.shape[0]
+        step = default_chunk_rows(*params.means.shape, X.dtype.itemsize)
+        if n_rows > step:
+            return sum(self._numpy_e_step(params, X[start:start + step],
+                                          None if weights is None
+                                          else weights[start:start + step], workspace)
+                       for start in range(0, n_rows, step))
+        return self._numpy_e_step(params, X, weights, workspace)
+
+    def _numpy_e_step(self, params: GaussianParams, X: np.ndarray,
+                      weights: np.ndarray | None, workspace: Any) -> GaussianStats:
         resp, log_norm, whitened, squared_norm = self._posterior(params, X, workspace)
         log_norm = log_norm.astype(np.float64, copy=False)
         log_likelihood = float(log_norm.sum() if weights is None else weights @ log_norm)
@@ -299,24 +317,39 @@ class GaussianFamily:
         if model.fused_kernel is not None and n_features <= model.fused_max_features:
             factor = model.fused_factor(params.prec_chol, n_components, n_features)
             second = np.zeros(factor.shape)
-            log_likelihood, out_of_range = compiled[model.fused_kernel](
-                X, row_weights, use_weights, params.means, factor, const,
-                resp_weight, first, second)
+            kernel, shape = model.fused_kernel, factor.shape
+            if n_features == 1:  # a triangular factor is then a scale: the simpler kernel
+                kernel, shape = "scaled", (n_components, 1)
+            log_likelihood, out_of_range = compiled[kernel](
+                X, row_weights, use_weights, params.means, factor.reshape(shape), const,
+                resp_weight, first, second.reshape(shape))
         elif model.quadratic_form:
             theta = self._quadratic_coefficients(params, X.dtype, const)
             if theta is None:
                 return None
-            features = workspace.array(
-                "features", (theta.shape[1], X.shape[0]), X.dtype)
-            compiled["quadratic_features"](X, params.weights @ params.means, features)
-            logits = workspace.array("logits", (n_components, X.shape[0]), X.dtype)
-            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
-                np.matmul(theta, features, out=logits)
-            log_likelihood, out_of_range = compiled["normalise_chunk"](
-                logits, row_weights, use_weights, 0)
-            if out_of_range:
-                return None
-            padded = n_features + n_features % 2
+            n_rows = X.shape[0]
+            # Features (d^2 / 2 per row) only for a block that stays in the
+            # cache; responsibilities for the whole chunk, for one pass of
+            # the moments kernel.
+            block = max(64, QUADRATIC_BLOCK_BYTES // (theta.shape[1] * X.dtype.itemsize))
+            features = workspace.array("features", (theta.shape[1], min(block, n_rows)),
+                                       X.dtype)
+            logits = workspace.array("logits", (n_components, n_rows), X.dtype)
+            shift = params.weights @ params.means
+            log_likelihood = 0.0
+            for start in range(0, n_rows, block):
+                stop = min(start + block, n_rows)
+                part = features[:, :stop - start]
+                compiled["quadratic_features"](X[start:stop], shift, part)
+                with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                    np.matmul(theta, part, out=logits[:, start:stop])
+                block_log_likelihood, out_of_range = compiled["normalise_chunk"](
+                    logits[:, start:stop],
+                    row_weights[start:stop] if use_weights else row_weights, use_weights, 0)
+                if out_of_range:
+                    return None
+                log_likelihood += block_log_likelihood
+            padded = -(-n_features // 4) * 4
             second = np.zeros((n_components, padded, padded))
             compiled["centred_moments"](X, params.means, logits, resp_weight, first, second)
             second = second[:, :n_features, :n_features]
@@ -437,12 +470,13 @@ class GaussianFamily:
         else:
             singular = [-1] if degenerate[0] else []
             healthy = ~vanished
-        reference = model.pooled(resp_weight, empirical, healthy)
-        if reference is None or not _size(reference) > 0:
-            reference = total_cov
         report = MStepReport(vanished=[k for k in gone if k not in floors],
-                             singular=[k for k in singular if k not in floors],
-                             floor=FLOOR_FRACTION * reference)
+                             singular=[k for k in singular if k not in floors])
+        if report.collapsed:
+            reference = model.pooled(resp_weight, empirical, healthy)
+            if reference is None or not _size(reference) > 0:
+                reference = total_cov
+            report.floor = FLOOR_FRACTION * reference
         for component, floor in {**{k: report.floor for k in report.singular},
                                  **floors}.items():
             empirical = model.add_floor(empirical, [component], floor)
