@@ -260,8 +260,8 @@ class GaussianMixture:
         family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
         user_init = self._check_initial_parameters(family, n_components, X.shape[1])
 
-        data = InMemoryData(X, weights,
-                            chunk_rows=self.chunk_size or default_task_rows(n_components))
+        data = InMemoryData(X, weights, chunk_rows=self.chunk_size or default_task_rows(
+            n_components, X.shape[0], settings["n_threads"]))
         rng = check.check_random_state(self.random_state)
         sample = data.sample(SAMPLE_ROWS, rng)
 

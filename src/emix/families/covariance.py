@@ -294,18 +294,41 @@ def _varying_features(variance: np.ndarray, means: np.ndarray) -> np.ndarray:
     return variance > (CONSTANT_MARGIN * _EPS * magnitude) ** 2
 
 
+#: The last data frame computed: (total covariance, varying features, frame).
+#: The total covariance is the data's own, the same in every M-step of a fit
+#: to rounding, so its eigendecomposition need not be redone each time.
+_last_frame: tuple | None = None
+
+
+def _data_frame(total: np.ndarray, means: np.ndarray):
+    """(varying features, their scales, a basis of the directions in which
+    the data vary, in standardised units), or None when no feature varies."""
+    global _last_frame
+    varying = _varying_features(np.diagonal(total).copy(), means)
+    cached = _last_frame
+    if (cached is not None and cached[0].shape == total.shape
+            and np.array_equal(cached[1], varying)
+            and np.abs(cached[0] - total).max() <= 1e-12 * np.abs(total).max()):
+        return cached[2]
+    frame = None
+    if varying.any():
+        scale = np.sqrt(np.diagonal(total)[varying])
+        correlation = total[np.ix_(varying, varying)] / np.outer(scale, scale)
+        eigenvalues, eigenvectors = np.linalg.eigh(correlation)
+        keep = eigenvalues > COLLINEAR * eigenvalues[-1]
+        frame = (varying, scale, eigenvectors[:, keep] / scale[:, None])
+    _last_frame = (total.copy(), varying, frame)
+    return frame
+
+
 def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndarray,
                          total: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """:meth:`CovarianceModel.degenerate` for (K', d, d) matrices; K' = 1
     judges one shared matrix against every component's location."""
-    varying = _varying_features(np.diagonal(total).copy(), means)
-    if not varying.any():
+    frame = _data_frame(total, means)
+    if frame is None:
         return np.zeros(matrices.shape[0], dtype=bool)
-    scale = np.sqrt(np.diagonal(total)[varying])
-    correlation = total[np.ix_(varying, varying)] / np.outer(scale, scale)
-    eigenvalues, eigenvectors = np.linalg.eigh(correlation)
-    keep = eigenvalues > COLLINEAR * eigenvalues[-1]
-    basis = eigenvectors[:, keep] / scale[:, None]
+    varying, scale, basis = frame
     projected = basis.T @ matrices[:, varying][:, :, varying] @ basis
     spectrum = np.linalg.eigvalsh(projected)
     offsets = (means - centre)[:, varying]
@@ -392,10 +415,10 @@ class FullCovariance(CovarianceModel):
 
     def total_covariance(self, resp_weight, means, empirical):
         fractions = resp_weight / resp_weight.sum()
-        centre = fractions @ means
-        spread = means - centre
-        within = np.einsum("k,kij->ij", fractions, empirical)
-        between = np.einsum("k,ki,kj->ij", fractions, spread, spread)
+        spread = means - fractions @ means
+        n_features = means.shape[1]
+        within = (fractions @ empirical.reshape(len(fractions), -1)).reshape(n_features, -1)
+        between = (spread * fractions[:, None]).T @ spread
         return _symmetrise(within + between)
 
     def degenerate(self, empirical, means, delta, total, centre):

@@ -461,10 +461,12 @@ class GaussianFamily:
         centre = kept_weight @ means / kept_weight.sum()
         degenerate = model.degenerate(empirical, means, delta, total_cov, centre)
 
-        gone = [int(k) for k in np.flatnonzero(vanished)]
-        empirical = model.replace(empirical, gone, total_cov)  # no data left to estimate from
+        gone = [int(k) for k in np.flatnonzero(vanished)] if vanished.any() else []
+        if gone:
+            empirical = model.replace(empirical, gone, total_cov)  # no data left to estimate from
         if model.per_component:
-            singular = [int(k) for k in np.flatnonzero(degenerate & ~vanished)]
+            singular = ([int(k) for k in np.flatnonzero(degenerate & ~vanished)]
+                        if degenerate.any() else [])
             healthy = ~(degenerate | vanished)
             healthy[[k for k in floors if k >= 0]] = False
         else:
