@@ -188,7 +188,7 @@ def format_number(value: float | None, spec: str) -> str:
 
 def table_lines(rows: list[dict], quick: bool = False) -> list[str]:
     header = (f"{'case':<6} {'n':>10} {'d':>3} {'K':>3} {'cov':<4} {'emix s/it':>10} "
-              f"{'sk s/it':>10} {'sk/emix':>8} {'target':>6} {'emix/floor':>10} "
+              f"{'sk s/it':>10} {'sk/emix':>8} {'target':>7} {'emix/floor':>10} "
               f"{'emix MB':>8} {'sk MB':>8} {'rel.diff':>9} ok")
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -201,12 +201,12 @@ def table_lines(rows: list[dict], quick: bool = False) -> list[str]:
         to_floor = emix_s / row["floor_s"] if emix_s and "floor_s" in row else None
         target = SPEEDUP_TARGETS.get(row["case"])
         ok = ("yes" if row_agrees(row) else "NO") if row["gated"] else "(info)"
-        speed = f"{format_number(ratio, '8.2f')} {format_number(target, '>4')}{meets(ratio, target, True):>2}"
+        floor_met = meets(to_floor, FLOOR_TARGET, False) if row["case"] != "A" else ""
         lines.append(
             f"{row['case']:<6} {row['n']:>10} {row['d']:>3} {row['K']:>3} {row['cov']:<4} "
             f"{format_number(emix_s, '10.4g')} {format_number(sk_s, '10.4g')} "
-            f"{speed[:8]} {speed[9:]:>6} "
-            f"{format_number(to_floor, '7.1f')}{meets(to_floor, FLOOR_TARGET, False) if row['case'] != 'A' else '':>3} "
+            f"{format_number(ratio, '8.2f')} {'' if target is None else target:>3} "
+            f"{meets(ratio, target, True):>3} {format_number(to_floor, '6.1f')} {floor_met:>3} "
             f"{format_number(emix.get('peak_rss_mb'), '8.0f')} "
             f"{format_number(sk.get('peak_rss_mb'), '8.0f')} "
             f"{format_number(row['rel_diff'].get('sklearn'), '9.1e')} {ok}")

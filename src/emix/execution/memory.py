@@ -38,9 +38,9 @@ MIN_TASK_ROWS = 16384
 def default_task_rows(n_components: int, n_samples: int, n_threads: int = 1) -> int:
     """Rows per chunk of a fit: large enough that per-chunk overheads vanish,
     small enough that every thread gets work."""
-    rows = min(MAX_CHUNK_ROWS, TASK_BYTES // (8 * max(1, n_components)),
-               -(-n_samples // max(1, n_threads)))
-    return int(max(MIN_TASK_ROWS, rows))
+    tasks = max(1, min(n_threads, n_samples // MIN_TASK_ROWS))
+    rows = min(MAX_CHUNK_ROWS, TASK_BYTES // (8 * max(1, n_components)), -(-n_samples // tasks))
+    return int(max(1, rows))
 
 
 def default_chunk_rows(n_components: int, n_features: int, itemsize: int) -> int:

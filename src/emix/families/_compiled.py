@@ -1,25 +1,34 @@
-"""Fused E-step kernels, compiled with numba when it is installed (``emix[fast]``).
+"""Compiled E-step kernels (numba, the optional extra ``emix[fast]``).
 
-Where each row's work is small -- one to a few features, or a diagonal
-covariance -- NumPy's E-step is a dozen passes over (rows, K) or (rows, K, d)
-temporaries, and the time goes into memory traffic, per-call overhead and
-float64 ``np.exp`` (one value at a time on CPUs without AVX-512) rather than
-arithmetic.  These kernels do the whole E-step for a block of rows while it
-sits in the L1 cache: log-densities, the max-shifted log-sum-exp,
-responsibilities and the statistics.  They compute what the NumPy path
-computes -- residuals about each component's own mean, statistics centred on
-those means -- in another order, so the two agree to rounding.
+NumPy's E-step is a dozen passes over (rows, K) or (rows, K, d) temporaries:
+where each row's work is small (one to a few features, diagonal covariances)
+the time goes into memory traffic, per-call overhead and float64 ``np.exp``
+(one value at a time on CPUs without AVX-512), not into arithmetic.  The
+kernels in :mod:`emix.families._numba_kernels` instead work on a block of
+256 rows while it sits in the L1 cache, every inner loop along the rows so
+that it compiles to SIMD instructions:
 
-Every inner loop runs along the rows of a block (the block is transposed
-once), so the compiler turns it into SIMD instructions; the exponential is
-our own (:func:`_exp_nonpositive`, within about 1 ulp of libm's), written so
-that it vectorises too.  The log-likelihood takes one logarithm per 16 rows
-(the log of a product of row sums, each between 1 and K) instead of one per
-row.
+* ``scaled`` (diagonal and spherical covariances, and any structure with one
+  feature) and ``triangular`` (full and tied, up to 4 features) do the whole
+  E-step of a block: log-densities, the max-shifted log-sum-exp,
+  responsibilities and the statistics.
+* Full and tied covariances with more features write each row's quadratic
+  features (x'_a x'_b, x', 1; x' = x minus the mixture's centre) for a
+  cache-sized block, and one matrix product with the coefficients of
+  :meth:`~emix.families.covariance.CovarianceModel.quadratic_coefficients`
+  gives all log-densities: half the flops of whitening every component.
+  The moments are then taken about each component's own mean (register
+  tiles of 4 x 2 feature pairs).
 
-The kernels release the GIL, so chunks can run on several threads.  Nothing
-here is imported until the first fit that can use it; without numba (or
-with ``EMIX_NUMBA=0``) the NumPy path runs.
+They compute what the NumPy path computes -- residuals about each
+component's own mean, statistics centred on those means -- in another order,
+so the two agree to rounding.  The exponential is emix's own, within 2 ulp
+of libm's and vectorised; the log-likelihood takes one logarithm per 700 / ln
+K rows (the log of a product of row sums, each between 1 and K).
+
+The kernels release the GIL, so chunks run on several threads.  Nothing here
+is imported until the first fit that can use it; without numba (or with
+``EMIX_NUMBA=0``) the NumPy path runs.
 """
 
 from __future__ import annotations

@@ -12,10 +12,6 @@ from numba import njit
 #: log-densities stay in the L1/L2 cache.
 BLOCK_ROWS = 256
 
-#: Row sums (each in [1, K]) multiplied before one logarithm; K**16 stays far
-#: from overflow for any realistic K.
-ROWS_PER_LOG = 16
-
 #: exp(x) for x below this is under 1e-307 next to the row's largest term,
 #: 1: it is taken as 0 (libm would return a subnormal number).
 _EXP_CUTOFF = -708.0
@@ -68,13 +64,10 @@ _jit = njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
 
 @_jit
 def normalise_block(logits, count, row_weights, use_weights, start, top, total,
-                    scratch, bits, state):
-    """Turn a block's log-densities (K, rows) into weighted
-    responsibilities in place; add its log-likelihood to ``state``.
-
-    ``state`` = [log-likelihood, running product of row sums, rows in
-    that product].  Returns False when a log-density is not finite (a
-    point beyond floating-point range)."""
+                    scratch, bits):
+    """Turn a block's log-densities (K, rows) into weighted responsibilities
+    in place and return the block's log-likelihood: NaN when a log-density
+    is not finite (a point beyond floating-point range)."""
     n_components = logits.shape[0]
     # Any NaN or infinity among the log-densities makes this sum non-finite
     # (so does overflow of the sum itself: a false alarm that only sends the
@@ -88,7 +81,7 @@ def normalise_block(logits, count, row_weights, use_weights, start, top, total,
             top[i] = max(top[i], logits[k, i])
             check += logits[k, i]
     if not np.isfinite(check):
-        return False
+        return np.nan
     for i in range(count):
         total[i] = 0.0
     for k in range(n_components):
@@ -98,34 +91,31 @@ def normalise_block(logits, count, row_weights, use_weights, start, top, total,
         exp_nonpositive(row, count, scratch, bits)
         for i in range(count):
             total[i] += row[i]
+    log_likelihood = 0.0
     if use_weights:
         for i in range(count):
             weight = row_weights[start + i]
-            state[0] += weight * (top[i] + np.log(total[i]))
+            log_likelihood += weight * (top[i] + np.log(total[i]))
             total[i] = weight / total[i]
     else:
-        tops = 0.0
         for i in range(count):
-            tops += top[i]
-        state[0] += tops
-        product = state[1]
-        rows = state[2]
-        for i in range(count):
-            product *= total[i]
-            rows += 1.0
-            if rows >= ROWS_PER_LOG:
-                state[0] += np.log(product)
-                product = 1.0
-                rows = 0.0
-        state[1] = product
-        state[2] = rows
+            log_likelihood += top[i]
+        # Each row sum lies in [1, K]: the product of up to 700 / ln K of
+        # them cannot overflow, and one logarithm serves them all.
+        rows_per_log = max(1, int(700.0 / np.log(max(n_components, 2))))
+        for group in range(0, count, rows_per_log):
+            product = 1.0
+            for i in range(group, min(group + rows_per_log, count)):
+                product *= total[i]
+            log_likelihood += np.log(product)
         for i in range(count):
             total[i] = 1.0 / total[i]
     for k in range(n_components):
         row = logits[k]
         for i in range(count):
             row[i] *= total[i]
-    return True
+    return log_likelihood
+
 
 @_jit
 def scaled_e_step(X, row_weights, use_weights, means, scale, const,
@@ -143,7 +133,7 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
     total = np.empty(block)
     scratch = np.empty(block)
     bits = scratch.view(np.int64)
-    state = np.array([0.0, 1.0, 0.0])
+    log_likelihood = 0.0
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
         for i in range(count):
@@ -163,9 +153,11 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
             c = const[k]
             for i in range(count):
                 row[i] = c - 0.5 * row[i]
-        if not normalise_block(logits, count, row_weights, use_weights, start,
-                               top, total, scratch, bits, state):
+        block_log_likelihood = normalise_block(logits, count, row_weights, use_weights,
+                                               start, top, total, scratch, bits)
+        if np.isnan(block_log_likelihood):
             return 0.0, True
+        log_likelihood += block_log_likelihood
         for k in range(n_components):
             row = logits[k]
             weight = 0.0
@@ -184,9 +176,7 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
                     moment2 += weighted * delta
                 first[k, j] += moment1
                 second[k, j] += moment2
-    if state[2] > 0:
-        state[0] += np.log(state[1])
-    return state[0], False
+    return log_likelihood, False
 
 @_jit
 def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
@@ -206,7 +196,7 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
     total = np.empty(block)
     scratch = np.empty(block)
     bits = scratch.view(np.int64)
-    state = np.array([0.0, 1.0, 0.0])
+    log_likelihood = 0.0
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
         for i in range(count):
@@ -235,9 +225,11 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
             c = const[k]
             for i in range(count):
                 row[i] = c - 0.5 * row[i]
-        if not normalise_block(logits, count, row_weights, use_weights, start,
-                               top, total, scratch, bits, state):
+        block_log_likelihood = normalise_block(logits, count, row_weights, use_weights,
+                                               start, top, total, scratch, bits)
+        if np.isnan(block_log_likelihood):
             return 0.0, True
+        log_likelihood += block_log_likelihood
         for k in range(n_components):
             row = logits[k]
             weight = 0.0
@@ -258,35 +250,30 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
                     for i in range(count):
                         moment2 += whitened[i] * column_b[i]
                     second[k, a, b] += moment2
-    if state[2] > 0:
-        state[0] += np.log(state[1])
-    return state[0], False
+    return log_likelihood, False
 
 
 
 @_jit
 def normalise_chunk(logits, row_weights, use_weights, start):
-    """:func:`normalise_block` for a whole (K, rows) array; returns
-    (log-likelihood, whether a row was beyond range)."""
+    """:func:`normalise_block` for a whole (K, rows) array, computed in
+    float64 whatever the array's dtype; returns the log-likelihood (NaN:
+    a row beyond range)."""
     count = logits.shape[1]
     top = np.empty(count)
     total = np.empty(count)
     scratch = np.empty(count)
     bits = scratch.view(np.int64)
-    state = np.array([0.0, 1.0, 0.0])
     values = np.empty((logits.shape[0], count))
     for k in range(logits.shape[0]):
         for i in range(count):
             values[k, i] = logits[k, i]
-    if not normalise_block(values, count, row_weights, use_weights, start, top, total,
-                           scratch, bits, state):
-        return 0.0, True
+    log_likelihood = normalise_block(values, count, row_weights, use_weights, start, top,
+                                     total, scratch, bits)
     for k in range(logits.shape[0]):
         for i in range(count):
             logits[k, i] = values[k, i]
-    if state[2] > 0:
-        state[0] += np.log(state[1])
-    return state[0], False
+    return log_likelihood
 
 
 @_jit

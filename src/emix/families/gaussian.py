@@ -323,6 +323,8 @@ class GaussianFamily:
             log_likelihood, out_of_range = compiled[kernel](
                 X, row_weights, use_weights, params.means, factor.reshape(shape), const,
                 resp_weight, first, second.reshape(shape))
+            if out_of_range:
+                return None
         elif model.quadratic_form:
             theta = self._quadratic_coefficients(params, X.dtype, const)
             if theta is None:
@@ -343,10 +345,10 @@ class GaussianFamily:
                 compiled["quadratic_features"](X[start:stop], shift, part)
                 with np.errstate(over="ignore", invalid="ignore"):  # checked just below
                     np.matmul(theta, part, out=logits[:, start:stop])
-                block_log_likelihood, out_of_range = compiled["normalise_chunk"](
+                block_log_likelihood = compiled["normalise_chunk"](
                     logits[:, start:stop],
                     row_weights[start:stop] if use_weights else row_weights, use_weights, 0)
-                if out_of_range:
+                if math.isnan(block_log_likelihood):
                     return None
                 log_likelihood += block_log_likelihood
             padded = -(-n_features // 4) * 4
@@ -354,8 +356,6 @@ class GaussianFamily:
             compiled["centred_moments"](X, params.means, logits, resp_weight, first, second)
             second = second[:, :n_features, :n_features]
         else:
-            return None
-        if out_of_range:
             return None
         return GaussianStats(
             shift=params.means,
