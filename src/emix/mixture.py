@@ -15,10 +15,12 @@ Where emix differs on purpose:
   (``on_collapse``), never left to produce NaN; ``collapses_`` lists what
   happened.
 - 1-D input is one feature; integer input becomes float64; float32 input
-  gives float32 attributes and outputs; its statistics are summed in
-  float32 within a chunk (at most 65,536 rows) and in float64 across chunks.
-- The E-step runs over chunks of rows (``chunk_size``), so memory does not
-  grow with n_samples x n_components x n_features.
+  is fitted in float32 (storage and matrix products; residuals in float64,
+  sums in float32 within a block of rows and in float64 across blocks) and
+  gives float32 attributes and outputs.
+- The E-step runs over chunks of rows (``chunk_size``) on every core
+  (``n_threads``), so memory does not grow with n_samples x n_components,
+  and the result does not depend on the number of threads.
 - ``'k-means++'`` and ``'random_from_data'`` start from the chosen centres
   with hard assignments of all rows (respectively the data's covariance),
   not from covariances equal to ``reg_covar``.
@@ -111,8 +113,9 @@ class GaussianMixture:
         :class:`~emix.exceptions.ComponentCollapseWarning`.
     chunk_size : int, optional
         Rows per E-step chunk (the unit of work of a thread); by default
-        chosen so that the chunk's responsibilities take 4 MB, between 4,096
-        and 65,536 rows.  The E-step splits a chunk further where its
+        chosen so that the chunk's responsibilities take 2 MB, at most 65,536
+        rows, and so that every thread gets a chunk of at least 16,384 rows
+        when there are enough.  The E-step splits a chunk where its
         temporaries need it: they never exceed a few MB, whatever n.
     n_threads : int, optional
         Threads that run the E-step's chunks concurrently; by default every
@@ -263,7 +266,6 @@ class GaussianMixture:
         data = InMemoryData(X, weights, chunk_rows=self.chunk_size or default_task_rows(
             n_components, X.shape[0], settings["n_threads"]))
         rng = check.check_random_state(self.random_state)
-        sample = data.sample(SAMPLE_ROWS, rng)
 
         continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if continuing:
@@ -273,7 +275,16 @@ class GaussianMixture:
 
             def initialise(restart: int) -> GaussianParams:
                 return start
+        elif all(part is not None for part in user_init.values()):
+            # Every parameter given: no method runs on the rows, so no sample
+            # of them is drawn.
+            start = initial_params(family, data, n_components, settings["init_params"], rng,
+                                   None, **user_init)
+
+            def initialise(restart: int) -> GaussianParams:
+                return start
         else:
+            sample = data.sample(SAMPLE_ROWS, rng)
             with floating_point_guard():
                 distinct = distinct_rows(*sample)
             if distinct[0].shape[0] < n_components:
@@ -312,7 +323,7 @@ class GaussianMixture:
                                   on_collapse=settings["on_collapse"],
                                   callback=report if log_progress or progress else None)
             self._set_fitted(result, X.dtype, family, names, X.shape[1])
-            self._warn_about_features(*sample)
+            self._warn_about_features(*data.column_summary())
         self._warn_about(result)
         return self
 
@@ -439,19 +450,17 @@ class GaussianMixture:
                 "See collapses_; fewer n_components or a larger reg_covar may fit the data better.",
                 ComponentCollapseWarning, stacklevel=3)
 
-    def _warn_about_features(self, X: np.ndarray, weights: np.ndarray) -> None:
+    def _warn_about_features(self, low: np.ndarray, high: np.ndarray,
+                             variance: np.ndarray) -> None:
         """Warn about columns without variance, or with less than reg_covar
-        (judged on the initialisation's sample of rows)."""
-        centre = weights @ X / weights.sum()
-        variance = weights @ (X - centre) ** 2 / weights.sum()
-        constant = np.flatnonzero(X.max(axis=0) == X.min(axis=0))
+        (from every row's minimum, maximum and variance per column)."""
+        constant = np.flatnonzero(high == low)
         if constant.size:
             warnings.warn(
                 f"feature(s) {constant.tolist()[:10]} are constant: their variance in every "
                 f"component is reg_covar={self.reg_covar:g}. Drop them if they carry no "
                 "information.", DataWarning, stacklevel=3)
-        swamped = np.flatnonzero((X.max(axis=0) > X.min(axis=0))
-                                 & (variance < self.reg_covar))
+        swamped = np.flatnonzero((high > low) & (variance < self.reg_covar))
         if swamped.size:
             warnings.warn(
                 f"reg_covar={self.reg_covar:g} exceeds the variance of feature(s) "

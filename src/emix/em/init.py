@@ -124,7 +124,7 @@ def _squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def initial_params(family: GaussianFamily, data: Any, n_components: int, method: str,
-                   rng: np.random.Generator, sample: tuple[np.ndarray, np.ndarray], *,
+                   rng: np.random.Generator, sample: tuple[np.ndarray, np.ndarray] | None, *,
                    weights_init: np.ndarray | None = None,
                    means_init: np.ndarray | None = None,
                    precisions_init: np.ndarray | None = None) -> GaussianParams:

@@ -27,7 +27,7 @@ MAX_CHUNK_ROWS = 2**16
 
 #: Bytes of one chunk's (K, rows) responsibilities when chunks are tasks for
 #: threads: the E-step splits a chunk further where its temporaries need it.
-TASK_BYTES = 4 * 2**20
+TASK_BYTES = 2 * 2**20
 
 
 #: Fewest rows worth a task of their own: below this a thread hand-over (tens
@@ -110,6 +110,38 @@ class InMemoryData:
             stop = start + self.chunk_rows
             out[start:stop] = step(self.X[start:stop], self.workspace)
         return out
+
+    def column_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each column's minimum, maximum and (weighted) variance over the
+        rows of positive weight, in one pass of chunks (float64)."""
+        n_features = self.n_features
+        low = np.full(n_features, np.inf)
+        high = np.full(n_features, -np.inf)
+        total = 0.0
+        first = np.zeros(n_features)
+        second = np.zeros(n_features)
+        origin = None
+        for X, weights in self.chunks():
+            if weights is not None:
+                keep = weights > 0
+                X, weights = X[keep], weights[keep]
+            if X.shape[0] == 0:
+                continue
+            if origin is None:  # moments about a data row keep their digits
+                origin = X[0].astype(np.float64)
+            np.minimum(low, X.min(axis=0), out=low)
+            np.maximum(high, X.max(axis=0), out=high)
+            centred = X - origin
+            if weights is None:
+                total += X.shape[0]
+                first += centred.sum(axis=0)
+                second += np.einsum("ij,ij->j", centred, centred)
+            else:
+                total += weights.sum()
+                first += weights @ centred
+                second += weights @ (centred * centred)
+        mean = first / total
+        return low, high, np.maximum(second / total - mean * mean, 0.0)
 
     def sample(self, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """At most ``max_rows`` rows with positive weight, and their weights.

@@ -255,24 +255,25 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
 
 
 @_jit
-def normalise_chunk(logits, row_weights, use_weights, start):
+def normalise_chunk(logits, values, copy, row_weights, use_weights, start):
     """:func:`normalise_block` for a whole (K, rows) array, computed in
-    float64 whatever the array's dtype; returns the log-likelihood (NaN:
-    a row beyond range)."""
+    ``values`` (float64): a copy when ``copy``, else ``logits`` itself;
+    returns the log-likelihood (NaN: a row beyond range)."""
     count = logits.shape[1]
     top = np.empty(count)
     total = np.empty(count)
     scratch = np.empty(count)
     bits = scratch.view(np.int64)
-    values = np.empty((logits.shape[0], count))
-    for k in range(logits.shape[0]):
-        for i in range(count):
-            values[k, i] = logits[k, i]
+    if copy:
+        for k in range(logits.shape[0]):
+            for i in range(count):
+                values[k, i] = logits[k, i]
     log_likelihood = normalise_block(values, count, row_weights, use_weights, start, top,
                                      total, scratch, bits)
-    for k in range(logits.shape[0]):
-        for i in range(count):
-            logits[k, i] = values[k, i]
+    if copy:
+        for k in range(logits.shape[0]):
+            for i in range(count):
+                logits[k, i] = values[k, i]
     return log_likelihood
 
 
@@ -281,10 +282,11 @@ def quadratic_features(X, shift, features):
     """Write, for each row x of X and x' = x - shift, the products
     x'_a x'_b (a <= b, row by row of the upper triangle), then x', then 1,
     as the columns of ``features`` ((d (d + 1) / 2 + d + 1, rows), X's
-    dtype).  Products are formed in float64 and rounded once."""
+    dtype).  x' is formed in float64 and rounded once to X's dtype; the
+    products are then exact to that dtype's rounding."""
     n_rows, n_features = X.shape
     block = BLOCK_ROWS
-    rows_t = np.empty((n_features, block))
+    rows_t = np.empty((n_features, block), features.dtype)
     n_products = n_features * (n_features + 1) // 2
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
@@ -293,21 +295,15 @@ def quadratic_features(X, shift, features):
                 rows_t[j, i] = X[start + i, j] - shift[j]
         p = 0
         for a in range(n_features):
-            column_a = rows_t[a]
+            column_a = rows_t[a, :count]
             for b in range(a, n_features):
-                column_b = rows_t[b]
-                out = features[p]
+                column_b = rows_t[b, :count]
+                out = features[p, start:start + count]
                 for i in range(count):
-                    out[start + i] = column_a[i] * column_b[i]
+                    out[i] = column_a[i] * column_b[i]
                 p += 1
-        for a in range(n_features):
-            column_a = rows_t[a]
-            out = features[n_products + a]
-            for i in range(count):
-                out[start + i] = column_a[i]
-        out = features[n_products + n_features]
-        for i in range(count):
-            out[start + i] = 1.0
+            features[n_products + a, start:start + count] = column_a
+        features[n_products + n_features, start:start + count] = 1.0
 
 
 @_jit

@@ -205,22 +205,29 @@ class GaussianFamily:
         key = np.dtype(dtype).str
         prepared = params._prepared.get(key)
         if prepared is None:
-            n_components, n_features = params.means.shape
             # A central point subtracted before any matrix product, so that
             # data far from the origin keep their digits.
             shift = params.weights @ params.means
-            # A zero weight (a user's weights_init) means log 0: keep it finite.
-            const = (
-                np.log(np.maximum(params.weights, np.finfo(np.float64).tiny))
-                + self.covariance.log_det_prec_chol(params.prec_chol, n_components, n_features)
-                - 0.5 * n_features * _LOG_2PI
-            )
             prepared = Prepared(
-                const=const.astype(dtype),
+                const=self._log_constants(params).astype(dtype),
                 arrays=self.covariance.prepare(params.means, params.prec_chol, shift, dtype),
             )
             params._prepared[key] = prepared
         return prepared
+
+    def _log_constants(self, params: GaussianParams) -> np.ndarray:
+        """``log w_k + log |P_k| - d/2 log 2 pi``, (K,) float64, once per
+        parameters."""
+        const = params._prepared.get("const")
+        if const is None:
+            n_components, n_features = params.means.shape
+            # A zero weight (a user's weights_init) means log 0: keep it finite.
+            const = params._prepared["const"] = (
+                np.log(np.maximum(params.weights, np.finfo(np.float64).tiny))
+                + self.covariance.log_det_prec_chol(params.prec_chol, n_components, n_features)
+                - 0.5 * n_features * _LOG_2PI
+            )
+        return const
 
     # -- E-step ----------------------------------------------------------------
     def _posterior(self, params: GaussianParams, X: np.ndarray, workspace: Any):
@@ -309,7 +316,7 @@ class GaussianFamily:
         range (the NumPy path then explains or recovers)."""
         n_components, n_features = params.means.shape
         model = self.covariance
-        const = self._prepare(params, np.float64).const
+        const = self._log_constants(params)
         use_weights = weights is not None
         row_weights = np.asarray(weights, dtype=np.float64) if use_weights else _NO_WEIGHTS
         resp_weight = np.zeros(n_components)
@@ -337,6 +344,9 @@ class GaussianFamily:
             features = workspace.array("features", (theta.shape[1], min(block, n_rows)),
                                        X.dtype)
             logits = workspace.array("logits", (n_components, n_rows), X.dtype)
+            in_place = X.dtype == np.float64  # else normalised in a float64 copy
+            values = (None if in_place else
+                      workspace.array("logits64", (n_components, min(block, n_rows)), np.float64))
             shift = params.weights @ params.means
             log_likelihood = 0.0
             for start in range(0, n_rows, block):
@@ -345,9 +355,11 @@ class GaussianFamily:
                 compiled["quadratic_features"](X[start:stop], shift, part)
                 with np.errstate(over="ignore", invalid="ignore"):  # checked just below
                     np.matmul(theta, part, out=logits[:, start:stop])
+                block_logits = logits[:, start:stop]
                 block_log_likelihood = compiled["normalise_chunk"](
-                    logits[:, start:stop],
-                    row_weights[start:stop] if use_weights else row_weights, use_weights, 0)
+                    block_logits, block_logits if in_place else values[:, :stop - start],
+                    not in_place, row_weights[start:stop] if use_weights else row_weights,
+                    use_weights, 0)
                 if math.isnan(block_log_likelihood):
                     return None
                 log_likelihood += block_log_likelihood
