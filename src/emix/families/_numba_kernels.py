@@ -255,25 +255,23 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
 
 
 @_jit
-def normalise_chunk(logits, values, copy, row_weights, use_weights, start):
+def normalise_chunk(logits, values, row_weights, use_weights, start):
     """:func:`normalise_block` for a whole (K, rows) array, computed in
-    ``values`` (float64): a copy when ``copy``, else ``logits`` itself;
-    returns the log-likelihood (NaN: a row beyond range)."""
+    ``values``, a contiguous float64 array of its shape; returns the
+    log-likelihood (NaN: a row beyond range)."""
     count = logits.shape[1]
     top = np.empty(count)
     total = np.empty(count)
     scratch = np.empty(count)
     bits = scratch.view(np.int64)
-    if copy:
-        for k in range(logits.shape[0]):
-            for i in range(count):
-                values[k, i] = logits[k, i]
+    for k in range(logits.shape[0]):
+        for i in range(count):
+            values[k, i] = logits[k, i]
     log_likelihood = normalise_block(values, count, row_weights, use_weights, start, top,
                                      total, scratch, bits)
-    if copy:
-        for k in range(logits.shape[0]):
-            for i in range(count):
-                logits[k, i] = values[k, i]
+    for k in range(logits.shape[0]):
+        for i in range(count):
+            logits[k, i] = values[k, i]
     return log_likelihood
 
 

@@ -344,9 +344,9 @@ class GaussianFamily:
             features = workspace.array("features", (theta.shape[1], min(block, n_rows)),
                                        X.dtype)
             logits = workspace.array("logits", (n_components, n_rows), X.dtype)
-            in_place = X.dtype == np.float64  # else normalised in a float64 copy
-            values = (None if in_place else
-                      workspace.array("logits64", (n_components, min(block, n_rows)), np.float64))
+            # Normalised in a contiguous float64 copy of each block: a strided
+            # view of ``logits`` would not vectorise.
+            values = workspace.array("logits64", (n_components, min(block, n_rows)), np.float64)
             shift = params.weights @ params.means
             log_likelihood = 0.0
             for start in range(0, n_rows, block):
@@ -357,9 +357,8 @@ class GaussianFamily:
                     np.matmul(theta, part, out=logits[:, start:stop])
                 block_logits = logits[:, start:stop]
                 block_log_likelihood = compiled["normalise_chunk"](
-                    block_logits, block_logits if in_place else values[:, :stop - start],
-                    not in_place, row_weights[start:stop] if use_weights else row_weights,
-                    use_weights, 0)
+                    block_logits, values[:, :stop - start],
+                    row_weights[start:stop] if use_weights else row_weights, use_weights, 0)
                 if math.isnan(block_log_likelihood):
                     return None
                 log_likelihood += block_log_likelihood
