@@ -57,9 +57,11 @@ _NO_WEIGHTS = np.ones(1)
 #: E-step may add; beyond it the residuals are taken about each mean.
 QUADRATIC_ROUNDING = 1e-4
 
-#: Bytes of the quadratic features held at once (rows x d^2 / 2): within
-#: the L2 cache, so that the matrix product reads what was just written.
-QUADRATIC_BLOCK_BYTES = 2**20
+#: Quadratic features held at once (rows x d^2 / 2): as many rows as fill
+#: 512 KB in float32, an L2 cache, so that the matrix product reads what was
+#: just written (the same rows in float64: measured on case C, larger
+#: blocks halve float32's speed, smaller ones slow float64's products).
+QUADRATIC_BLOCK_BYTES = 2**19
 
 
 @dataclass(frozen=True, eq=False)
@@ -340,7 +342,7 @@ class GaussianFamily:
             # Features (d^2 / 2 per row) only for a block that stays in the
             # cache; responsibilities for the whole chunk, for one pass of
             # the moments kernel.
-            block = max(64, QUADRATIC_BLOCK_BYTES // (theta.shape[1] * X.dtype.itemsize))
+            block = max(64, QUADRATIC_BLOCK_BYTES // (theta.shape[1] * 4))
             features = workspace.array("features", (theta.shape[1], min(block, n_rows)),
                                        X.dtype)
             logits = workspace.array("logits", (n_components, n_rows), X.dtype)
