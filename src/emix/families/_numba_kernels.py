@@ -140,19 +140,18 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
             for j in range(n_features):
                 rows_t[j, i] = X[start + i, j]
         for k in range(n_components):
+            # log N = const - 1/2 sum_j (s_j (x_j - mu_j))^2, one pass per feature.
             row = logits[k]
-            for i in range(count):
-                row[i] = 0.0
-            for j in range(n_features):
-                mean = means[k, j]
-                s = scale[k, j]
-                column = rows_t[j]
-                for i in range(count):
-                    z = (column[i] - mean) * s
-                    row[i] += z * z
             c = const[k]
             for i in range(count):
-                row[i] = c - 0.5 * row[i]
+                row[i] = c
+            for j in range(n_features):
+                mean = means[k, j]
+                half_precision = 0.5 * scale[k, j] * scale[k, j]
+                column = rows_t[j]
+                for i in range(count):
+                    delta = column[i] - mean
+                    row[i] -= half_precision * delta * delta
         block_log_likelihood = normalise_block(logits, count, row_weights, use_weights,
                                                start, top, total, scratch, bits)
         if np.isnan(block_log_likelihood):
