@@ -63,12 +63,25 @@ def exp_nonpositive(values, count, scratch, bits):
 _jit = njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
 
 @_jit
-def normalise_block(logits, count, row_weights, use_weights, start, top, total,
-                    scratch, bits):
+def transpose_rows(X, start, count, out):
+    """out[j, i] = X[start + i, j]: a block of rows as columns, so that the
+    kernels' loops run along rows."""
+    for i in range(count):
+        for j in range(X.shape[1]):
+            out[j, i] = X[start + i, j]
+
+
+@_jit
+def normalise_block(logits, count, row_weights, use_weights, start, work):
     """Turn a block's log-densities (K, rows) into weighted responsibilities
     in place and return the block's log-likelihood: NaN when a log-density
-    is not finite (a point beyond floating-point range)."""
+    is not finite (a point beyond floating-point range).  ``work`` is a
+    (3, rows) float64 scratch array."""
     n_components = logits.shape[0]
+    top = work[0]
+    total = work[1]
+    scratch = work[2]
+    bits = scratch.view(np.int64)
     # Any NaN or infinity among the log-densities makes this sum non-finite
     # (so does overflow of the sum itself: a false alarm that only sends the
     # chunk to the NumPy path).
@@ -129,16 +142,11 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
     block = BLOCK_ROWS
     rows_t = np.empty((n_features, block))
     logits = np.empty((n_components, block))
-    top = np.empty(block)
-    total = np.empty(block)
-    scratch = np.empty(block)
-    bits = scratch.view(np.int64)
+    work = np.empty((3, block))
     log_likelihood = 0.0
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
-        for i in range(count):
-            for j in range(n_features):
-                rows_t[j, i] = X[start + i, j]
+        transpose_rows(X, start, count, rows_t)
         for k in range(n_components):
             # log N = const - 1/2 sum_j (s_j (x_j - mu_j))^2, one pass per feature.
             row = logits[k]
@@ -153,7 +161,7 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
                     delta = column[i] - mean
                     row[i] -= half_precision * delta * delta
         block_log_likelihood = normalise_block(logits, count, row_weights, use_weights,
-                                               start, top, total, scratch, bits)
+                                               start, work)
         if np.isnan(block_log_likelihood):
             return 0.0, True
         log_likelihood += block_log_likelihood
@@ -191,16 +199,11 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
     centred = np.empty((n_components, n_features, block))
     whitened = np.empty(block)
     logits = np.empty((n_components, block))
-    top = np.empty(block)
-    total = np.empty(block)
-    scratch = np.empty(block)
-    bits = scratch.view(np.int64)
+    work = np.empty((3, block))
     log_likelihood = 0.0
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
-        for i in range(count):
-            for j in range(n_features):
-                rows_t[j, i] = X[start + i, j]
+        transpose_rows(X, start, count, rows_t)
         for k in range(n_components):
             row = logits[k]
             for j in range(n_features):
@@ -225,7 +228,7 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
             for i in range(count):
                 row[i] = c - 0.5 * row[i]
         block_log_likelihood = normalise_block(logits, count, row_weights, use_weights,
-                                               start, top, total, scratch, bits)
+                                               start, work)
         if np.isnan(block_log_likelihood):
             return 0.0, True
         log_likelihood += block_log_likelihood
@@ -259,15 +262,11 @@ def normalise_chunk(logits, values, row_weights, use_weights, start):
     ``values``, a contiguous float64 array of its shape; returns the
     log-likelihood (NaN: a row beyond range)."""
     count = logits.shape[1]
-    top = np.empty(count)
-    total = np.empty(count)
-    scratch = np.empty(count)
-    bits = scratch.view(np.int64)
     for k in range(logits.shape[0]):
         for i in range(count):
             values[k, i] = logits[k, i]
-    log_likelihood = normalise_block(values, count, row_weights, use_weights, start, top,
-                                     total, scratch, bits)
+    log_likelihood = normalise_block(values, count, row_weights, use_weights, start,
+                                     np.empty((3, count)))
     for k in range(logits.shape[0]):
         for i in range(count):
             logits[k, i] = values[k, i]
@@ -287,9 +286,11 @@ def quadratic_features(X, shift, features):
     n_products = n_features * (n_features + 1) // 2
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
-        for i in range(count):
-            for j in range(n_features):
-                rows_t[j, i] = X[start + i, j] - shift[j]
+        transpose_rows(X, start, count, rows_t)
+        for j in range(n_features):
+            column = rows_t[j]
+            for i in range(count):
+                column[i] -= shift[j]
         p = 0
         for a in range(n_features):
             column_a = rows_t[a, :count]
@@ -323,9 +324,7 @@ def centred_moments(X, means, resp, resp_weight, first, second):
     rows_t = np.empty((n_features, block))
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
-        for i in range(count):
-            for j in range(n_features):
-                rows_t[j, i] = X[start + i, j]
+        transpose_rows(X, start, count, rows_t)
         for k in range(n_components):
             r = resp[k, start:start + count]
             total = 0.0
