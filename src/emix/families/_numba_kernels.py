@@ -72,11 +72,12 @@ def transpose_rows(X, start, count, out):
 
 
 @_jit
-def normalise_block(logits, count, row_weights, use_weights, start, work):
+def normalise_block(logits, count, row_weights, use_weights, start, work, resp_weight):
     """Turn a block's log-densities (K, rows) into weighted responsibilities
-    in place and return the block's log-likelihood: NaN when a log-density
-    is not finite (a point beyond floating-point range).  ``work`` is a
-    (3, rows) float64 scratch array."""
+    in place, add each component's sum of them to ``resp_weight`` and return
+    the block's log-likelihood: NaN when a log-density is not finite (a point
+    beyond floating-point range; the block is then left as it was).
+    ``work`` is a (3, rows) float64 scratch array."""
     n_components = logits.shape[0]
     top = work[0]
     total = work[1]
@@ -125,8 +126,11 @@ def normalise_block(logits, count, row_weights, use_weights, start, work):
             total[i] = 1.0 / total[i]
     for k in range(n_components):
         row = logits[k]
+        weight = 0.0
         for i in range(count):
             row[i] *= total[i]
+            weight += row[i]
+        resp_weight[k] += weight
     return log_likelihood
 
 
@@ -160,17 +164,12 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
                 for i in range(count):
                     delta = column[i] - mean
                     row[i] -= half_precision * delta * delta
-        block_log_likelihood = normalise_block(logits, count, row_weights, use_weights,
-                                               start, work)
-        if np.isnan(block_log_likelihood):
-            return 0.0, True
-        log_likelihood += block_log_likelihood
+        # A NaN (a row beyond range) stays NaN to the end: the caller then
+        # discards these statistics.
+        log_likelihood += normalise_block(logits, count, row_weights, use_weights, start,
+                                          work, resp_weight)
         for k in range(n_components):
             row = logits[k]
-            weight = 0.0
-            for i in range(count):
-                weight += row[i]
-            resp_weight[k] += weight
             for j in range(n_features):
                 mean = means[k, j]
                 column = rows_t[j]
@@ -183,7 +182,7 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
                     moment2 += weighted * delta
                 first[k, j] += moment1
                 second[k, j] += moment2
-    return log_likelihood, False
+    return log_likelihood, np.isnan(log_likelihood)
 
 @_jit
 def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
@@ -227,17 +226,12 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
             c = const[k]
             for i in range(count):
                 row[i] = c - 0.5 * row[i]
-        block_log_likelihood = normalise_block(logits, count, row_weights, use_weights,
-                                               start, work)
-        if np.isnan(block_log_likelihood):
-            return 0.0, True
-        log_likelihood += block_log_likelihood
+        # A NaN (a row beyond range) stays NaN to the end: the caller then
+        # discards these statistics.
+        log_likelihood += normalise_block(logits, count, row_weights, use_weights, start,
+                                          work, resp_weight)
         for k in range(n_components):
             row = logits[k]
-            weight = 0.0
-            for i in range(count):
-                weight += row[i]
-            resp_weight[k] += weight
             for a in range(n_features):
                 column_a = centred[k, a]
                 for i in range(count):
@@ -252,7 +246,7 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
                     for i in range(count):
                         moment2 += whitened[i] * column_b[i]
                     second[k, a, b] += moment2
-    return log_likelihood, False
+    return log_likelihood, np.isnan(log_likelihood)
 
 
 
@@ -266,7 +260,7 @@ def normalise_chunk(logits, values, row_weights, use_weights, start):
         for i in range(count):
             values[k, i] = logits[k, i]
     log_likelihood = normalise_block(values, count, row_weights, use_weights, start,
-                                     np.empty((3, count)))
+                                     np.empty((3, count)), np.zeros(logits.shape[0]))
     for k in range(logits.shape[0]):
         for i in range(count):
             logits[k, i] = values[k, i]
