@@ -27,6 +27,7 @@ spherical     (K,)            (K,), ``1 / sqrt(variance)``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -270,8 +271,10 @@ def _cholesky_factors(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             continue
         cov_chol[k] = chol
         prec_chol[k] = inverse.T
-    finite = np.isfinite(prec_chol).all(axis=(1, 2)) & np.isfinite(cov_chol).all(axis=(1, 2))
-    failed += [int(k) for k in np.flatnonzero(~finite) if k not in failed]
+    # Factors of finite positive definite matrices are finite unless an
+    # inverse overflows: find which only then.
+    if not failed and not np.isfinite(prec_chol).all():
+        failed = [int(k) for k in np.flatnonzero(~np.isfinite(prec_chol).all(axis=(1, 2)))]
     if failed:
         raise SingularCovariance(sorted(failed))
     return cov_chol, prec_chol
@@ -304,10 +307,10 @@ def _data_frame(total: np.ndarray, means: np.ndarray):
     """(varying features, their scales, a basis of the directions in which
     the data vary, in standardised units), or None when no feature varies."""
     global _last_frame
-    varying = _varying_features(np.diagonal(total).copy(), means)
+    varying = _varying_features(np.diagonal(total), means)
     cached = _last_frame
     if (cached is not None and cached[0].shape == total.shape
-            and np.array_equal(cached[1], varying)
+            and (cached[1] == varying).all()
             and np.abs(cached[0] - total).max() <= 1e-12 * np.abs(total).max()):
         return cached[2]
     frame = None
@@ -330,7 +333,8 @@ def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndar
         return np.zeros(matrices.shape[0], dtype=bool)
     varying, scale, basis = frame
     projected = basis.T @ matrices[:, varying][:, :, varying] @ basis
-    spectrum = np.linalg.eigvalsh(projected)
+    # One direction (the 1-D case): the matrices are their eigenvalues.
+    spectrum = projected[:, 0] if projected.shape[-1] == 1 else np.linalg.eigvalsh(projected)
     offsets = (means - centre)[:, varying]
     level = _rounding_level(offsets, delta[:, varying], scale,
                             spectrum[:, -1] if matrices.shape[0] > 1 else spectrum[0, -1])
@@ -341,8 +345,17 @@ def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndar
 
 def _mirror_upper(matrices: np.ndarray) -> np.ndarray:
     """Symmetric matrices from their upper triangles (the lower is ignored)."""
-    upper = np.triu(matrices)
-    return upper + np.swapaxes(np.triu(matrices, 1), -1, -2)
+    return np.where(_strictly_lower(matrices.shape[-1]), np.swapaxes(matrices, -1, -2),
+                    matrices)
+
+
+@functools.lru_cache(maxsize=64)
+def _strictly_lower(n_features: int) -> np.ndarray:
+    # Cached: this runs in every E-step, where np.triu's own mask costs more
+    # than the mirroring.
+    mask = np.tri(n_features, k=-1, dtype=bool)
+    mask.flags.writeable = False
+    return mask
 
 
 def _symmetrise(matrices: np.ndarray) -> np.ndarray:

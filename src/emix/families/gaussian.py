@@ -481,7 +481,8 @@ class GaussianFamily:
             singular = ([int(k) for k in np.flatnonzero(degenerate & ~vanished)]
                         if degenerate.any() else [])
             healthy = ~(degenerate | vanished)
-            healthy[[k for k in floors if k >= 0]] = False
+            if floors:
+                healthy[[k for k in floors if k >= 0]] = False
         else:
             singular = [-1] if degenerate[0] else []
             healthy = ~vanished
@@ -523,7 +524,7 @@ class GaussianFamily:
         return self._factor_or_explain(weights, means, covariances)
 
     def _factor_or_explain(self, weights, means, covariances) -> GaussianParams:
-        if not (np.all(np.isfinite(means)) and np.all(np.isfinite(covariances))):
+        if not (np.isfinite(means).all() and np.isfinite(covariances).all()):
             raise NumericalError(
                 "the M-step produced non-finite means or covariances; the data's "
                 "scale is beyond floating point: rescale the columns"
