@@ -464,31 +464,35 @@ class GaussianFamily:
         resp_weight = stats.resp_weight
         total = float(resp_weight.sum())
         vanished = resp_weight <= VANISHED_FRACTION * total
-        safe_weight = np.where(vanished, 1.0, resp_weight)
+        gone = [int(k) for k in np.flatnonzero(vanished)] if vanished.any() else []
+        # Without a vanished component (the usual case) the weights serve as
+        # they are: this runs every iteration, and small problems pay per call.
+        safe_weight = np.where(vanished, 1.0, resp_weight) if gone else resp_weight
+        kept_weight = np.where(vanished, 0.0, resp_weight) if gone else resp_weight
         delta = stats.first / safe_weight[:, None]
-        delta[vanished] = 0.0
+        if gone:
+            delta[vanished] = 0.0
         means = stats.shift + delta
         empirical = model.empirical(safe_weight, delta, np.asarray(stats.second), total)
-        kept_weight = np.where(vanished, 0.0, resp_weight)
         total_cov = model.total_covariance(kept_weight, means, empirical)
         centre = kept_weight @ means / kept_weight.sum()
         degenerate = model.degenerate(empirical, means, delta, total_cov, centre)
 
-        gone = [int(k) for k in np.flatnonzero(vanished)] if vanished.any() else []
         if gone:
             empirical = model.replace(empirical, gone, total_cov)  # no data left to estimate from
         if model.per_component:
             singular = ([int(k) for k in np.flatnonzero(degenerate & ~vanished)]
                         if degenerate.any() else [])
-            healthy = ~(degenerate | vanished)
-            if floors:
-                healthy[[k for k in floors if k >= 0]] = False
         else:
             singular = [-1] if degenerate[0] else []
-            healthy = ~vanished
         report = MStepReport(vanished=[k for k in gone if k not in floors],
                              singular=[k for k in singular if k not in floors])
         if report.collapsed:
+            if model.per_component:
+                healthy = ~(degenerate | vanished)
+                healthy[[k for k in floors if k >= 0]] = False
+            else:
+                healthy = ~vanished
             reference = model.pooled(resp_weight, empirical, healthy)
             if reference is None or not _size(reference) > 0:
                 reference = total_cov
