@@ -79,6 +79,24 @@ def test_exponential_below_the_cutoff_is_zero():
     assert values.tolist() == [0.0, 0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_negligible_responsibilities_are_written_as_zero(dtype):
+    # exp(-50) = 2e-22 and exp(-120) = 8e-53 next to 1: below the square
+    # root of the least normal number in float32 (1e-19; products with them
+    # would be subnormal), above it in float64.
+    log_densities = np.array([[0.0, 0.0, -3.0], [-50.0, -120.0, 0.0]])
+    logits = log_densities.astype(dtype)
+    smallest = np.sqrt(np.finfo(dtype).tiny)
+    log_likelihood = numba_kernels.normalise_chunk(logits, np.empty(logits.shape), np.empty(0),
+                                                   False, 0, smallest)
+    reference = np.exp(log_densities)
+    expected = reference / reference.sum(axis=0)
+    expected[expected < smallest] = 0.0
+    np.testing.assert_allclose(logits, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert (logits[1, :2] == 0.0).tolist() == [dtype == np.float32] * 2
+    assert log_likelihood == pytest.approx(np.log(reference.sum(axis=0)).sum(), rel=1e-15)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 # 1-4 features take the fused kernels for full and tied, 5 and more the
 # quadratic-form kernels (7: an odd width, padded to even inside).

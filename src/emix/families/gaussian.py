@@ -350,6 +350,7 @@ class GaussianFamily:
             # view of ``logits`` would not vectorise.
             values = workspace.array("logits64", (n_components, min(block, n_rows)), np.float64)
             shift = params.weights @ params.means
+            smallest = math.sqrt(np.finfo(X.dtype).tiny)  # see normalise_chunk
             log_likelihood = 0.0
             for start in range(0, n_rows, block):
                 stop = min(start + block, n_rows)
@@ -360,13 +361,17 @@ class GaussianFamily:
                 block_logits = logits[:, start:stop]
                 block_log_likelihood = compiled["normalise_chunk"](
                     block_logits, values[:, :stop - start],
-                    row_weights[start:stop] if use_weights else row_weights, use_weights, 0)
+                    row_weights[start:stop] if use_weights else row_weights, use_weights, 0,
+                    smallest)
                 if math.isnan(block_log_likelihood):
                     return None
                 log_likelihood += block_log_likelihood
             padded = -(-n_features // 4) * 4
             second = np.zeros((n_components, padded, padded))
-            compiled["centred_moments"](X, params.means, logits, resp_weight, first, second)
+            means = params.means.astype(X.dtype)
+            means_low = (params.means - means).astype(X.dtype)
+            compiled["centred_moments"](X, means, means_low, logits, resp_weight, first,
+                                        second)
             second = second[:, :n_features, :n_features]
         else:
             return None
