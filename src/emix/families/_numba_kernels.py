@@ -6,7 +6,8 @@ processes: compiling them takes seconds, loading them a fraction of that.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 #: Rows per block: the block's transposed rows and its (K, rows)
 #: log-densities stay in the L1/L2 cache.
@@ -63,6 +64,66 @@ def exp_nonpositive(values, count, scratch, bits):
     for i in range(count):
         values[i] *= scratch[i]
 
+# The same in float32, eight lanes per instruction: for float32 data, whose
+# responsibilities are float32 anyway.  Below exp(-87) (float32's least
+# normal number is exp(-87.3)) it returns 0.
+_EXP_CUTOFF_32 = np.float32(-87.0)
+_LOG2E_32 = np.float32(_LOG2E)
+_HALF_32 = np.float32(0.5)
+# 355 / 512: n * _LN2_HI_32 is exact in float32 for |n| <= 2**15.
+_LN2_HI_32 = np.float32(0.693359375)
+_LN2_LO_32 = np.float32(-2.12194440e-4)
+_TAYLOR_32 = tuple(np.float32(1.0 / factorial) for factorial in
+                   (5040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0))
+# 2**23 + 127: as for float64, n + 127 lands in the low bits.
+_EXPONENT_MAGIC_32 = np.float32(8388735.0)
+_MAGIC_BITS_32 = np.float32(8388608.0).view(np.int32)
+_ZERO_32 = np.float32(0.0)
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+def exp_nonpositive_float32(values, count, scratch, bits):
+    """:func:`exp_nonpositive` for float32 ``values`` and ``scratch``
+    (``bits`` its int32 view): degree-7 Taylor polynomial (truncation below
+    6e-9), within 2 ulp of float32."""
+    c7, c6, c5, c4, c3, c2, c1, c0 = _TAYLOR_32
+    for i in range(count):
+        x = max(values[i], _EXP_CUTOFF_32)
+        n = np.floor(x * _LOG2E_32 + _HALF_32)
+        r = (x - n * _LN2_HI_32) - n * _LN2_LO_32
+        p = c7
+        p = p * r + c6
+        p = p * r + c5
+        p = p * r + c4
+        p = p * r + c3
+        p = p * r + c2
+        p = p * r + c1
+        p = p * r + c0
+        scratch[i] = n + _EXPONENT_MAGIC_32
+        values[i] = p if values[i] >= _EXP_CUTOFF_32 else _ZERO_32
+    for i in range(count):
+        bits[i] = (bits[i] - _MAGIC_BITS_32) << 23
+    for i in range(count):
+        values[i] *= scratch[i]
+
+
+def exp_rows(values, count, scratch):
+    """exp of values[:count] <= 0 in place, in the values' own precision
+    (``scratch``: a work array of the same dtype); compiled per dtype."""
+
+
+@overload(exp_rows)
+def _exp_rows(values, count, scratch):
+    if values.dtype == types.float32:
+        def exp_float32(values, count, scratch):
+            exp_nonpositive_float32(values, count, scratch, scratch.view(np.int32))
+        return exp_float32
+
+    def exp_float64(values, count, scratch):
+        exp_nonpositive(values, count, scratch, scratch.view(np.int64))
+    return exp_float64
+
+
 _jit = njit(nogil=True, cache=True, fastmath={"contract", "reassoc"}, error_model="numpy")
 
 @_jit
@@ -80,12 +141,14 @@ def normalise_block(logits, count, row_weights, use_weights, start, work, resp_w
     in place, add each component's sum of them to ``resp_weight`` and return
     the block's log-likelihood: NaN when a log-density is not finite (a point
     beyond floating-point range; the block is then left unusable).
-    ``work`` is a (3, rows) float64 scratch array."""
+    ``work`` is a (3, rows) scratch array of logits' dtype, in which the
+    responsibilities and each row's log-sum-exp are computed (float32: to
+    about 1e-7); the log-likelihood adds up in float64."""
     n_components = logits.shape[0]
     top = work[0]
     total = work[1]
     scratch = work[2]
-    bits = scratch.view(np.int64)
+    one = np.ones(1, work.dtype)[0]  # 1 in that dtype: keeps divisions in it
     for i in range(count):
         top[i] = logits[0, i]
     for k in range(1, n_components):
@@ -107,7 +170,7 @@ def normalise_block(logits, count, row_weights, use_weights, start, work, resp_w
         total[i] = 0.0
     for k in range(n_components):
         row = logits[k]
-        exp_nonpositive(row, count, scratch, bits)
+        exp_rows(row, count, scratch)
         for i in range(count):
             total[i] += row[i]
     log_likelihood = 0.0
@@ -127,7 +190,7 @@ def normalise_block(logits, count, row_weights, use_weights, start, work, resp_w
             log_likelihood += np.log(product)
         for i in range(count):
             log_likelihood += top[i]
-            total[i] = 1.0 / total[i]
+            total[i] = one / total[i]
     for k in range(n_components):
         row = logits[k]
         weight = 0.0
@@ -255,10 +318,11 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
 
 
 @_jit
-def normalise_chunk(logits, values, row_weights, use_weights, start, smallest):
-    """:func:`normalise_block` for a whole (K, rows) array, computed in
-    ``values``, a contiguous float64 array of its shape; returns the
-    log-likelihood (NaN: a row beyond range).
+def normalise_chunk(logits, start, count, values, row_weights, use_weights, smallest):
+    """:func:`normalise_block` for rows ``start:start + count`` of a
+    C-contiguous (K, rows) array, computed in ``values``, a C-contiguous
+    array of its dtype with at least ``count`` columns (a strided view would
+    not vectorise); returns the log-likelihood (NaN: a row beyond range).
 
     Responsibilities below ``smallest`` are written as 0.  The caller
     passes the square root of the least normal number of logits' dtype
@@ -266,16 +330,17 @@ def normalise_chunk(logits, values, row_weights, use_weights, start, smallest):
     1 / K): products of smaller ones with residuals would be subnormal
     numbers, each a slow microcode path of the CPU (measured: float32
     moments of a converged fit 1.4x slower)."""
-    count = logits.shape[1]
-    for k in range(logits.shape[0]):
+    n_components = logits.shape[0]
+    for k in range(n_components):
         for i in range(count):
-            values[k, i] = logits[k, i]
+            values[k, i] = logits[k, start + i]
     log_likelihood = normalise_block(values, count, row_weights, use_weights, start,
-                                     np.empty((3, count)), np.zeros(logits.shape[0]))
-    for k in range(logits.shape[0]):
+                                     np.empty((3, count), values.dtype),
+                                     np.zeros(n_components))
+    for k in range(n_components):
         for i in range(count):
             value = values[k, i]
-            logits[k, i] = value if value >= smallest else 0.0
+            logits[k, start + i] = value if value >= smallest else 0.0
     return log_likelihood
 
 

@@ -346,9 +346,10 @@ class GaussianFamily:
             features = workspace.array("features", (theta.shape[1], min(block, n_rows)),
                                        X.dtype)
             logits = workspace.array("logits", (n_components, n_rows), X.dtype)
-            # Normalised in a contiguous float64 copy of each block: a strided
-            # view of ``logits`` would not vectorise.
-            values = workspace.array("logits64", (n_components, min(block, n_rows)), np.float64)
+            # Normalised in a contiguous copy of each block: a view of a block
+            # of ``logits`` is strided and would not vectorise.
+            values = workspace.array("block_logits", (n_components, min(block, n_rows)),
+                                     X.dtype)
             shift = params.weights @ params.means
             smallest = math.sqrt(np.finfo(X.dtype).tiny)  # see normalise_chunk
             log_likelihood = 0.0
@@ -358,11 +359,8 @@ class GaussianFamily:
                 compiled["quadratic_features"](X[start:stop], shift, part)
                 with np.errstate(over="ignore", invalid="ignore"):  # checked just below
                     np.matmul(theta, part, out=logits[:, start:stop])
-                block_logits = logits[:, start:stop]
                 block_log_likelihood = compiled["normalise_chunk"](
-                    block_logits, values[:, :stop - start],
-                    row_weights[start:stop] if use_weights else row_weights, use_weights, 0,
-                    smallest)
+                    logits, start, stop - start, values, row_weights, use_weights, smallest)
                 if math.isnan(block_log_likelihood):
                     return None
                 log_likelihood += block_log_likelihood
