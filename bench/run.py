@@ -125,27 +125,36 @@ def bench_case(case: Case, rates: dict, repeats: int, workdir: Path, with_fit: b
     np.savez(init_path, **initial_parameters(case, X))
     del X  # the workers load their own copy; keep the parent's RSS out of the way
 
-    results = {}
-    for library in libraries():
-        runs = [run_worker(library, case, data_path, init_path, "iterations")
-                for _ in range(repeats)]
-        results[library] = summarise_iteration_runs(runs, case.n_iter)
+    # Repeats go round the libraries (emix's float32 run right after its
+    # float64 one): this shared machine's speed drifts over minutes, and each
+    # ratio should compare runs made at about the same time.
+    runs = {library: [] for library in libraries()}
+    float32_runs = []
+    for _ in range(repeats):
+        for library in runs:
+            runs[library].append(run_worker(library, case, data_path, init_path, "iterations"))
+            if library == "emix" and case.name in FLOAT32_CASES:
+                float32_runs.append(run_worker("emix", case, data_path, init_path,
+                                               "iterations", "float32"))
+    results = {library: summarise_iteration_runs(library_runs, case.n_iter)
+               for library, library_runs in runs.items()}
     floor = iteration_floor(rates, case.n, case.d, case.K, case.covariance_type)
     rows = [{"case": case.name, "n": case.n, "d": case.d, "K": case.K,
              "cov": case.covariance_type, "n_iter": case.n_iter, "floor_s": floor,
              "results": results, "rel_diff": agreement(results), "gated": True}]
-    if case.name in FLOAT32_CASES:
-        runs = [run_worker("emix", case, data_path, init_path, "iterations", "float32")
-                for _ in range(repeats)]
+    if float32_runs:
         rows.append({"case": f"{case.name}-f32", "n": case.n, "d": case.d, "K": case.K,
                      "cov": case.covariance_type, "n_iter": case.n_iter,
-                     "results": {"emix": summarise_iteration_runs(runs, case.n_iter),
+                     "results": {"emix": summarise_iteration_runs(float32_runs, case.n_iter),
                                  "emix float64": results["emix"]},
                      "gated": False})
     if with_fit:
-        fit_results = {library: summarise_fit_runs(
-            [run_worker(library, case, data_path, None, "fit") for _ in range(repeats)])
-            for library in ("emix", "sklearn")}
+        fit_runs = {"emix": [], "sklearn": []}
+        for _ in range(repeats):
+            for library, library_runs in fit_runs.items():
+                library_runs.append(run_worker(library, case, data_path, None, "fit"))
+        fit_results = {library: summarise_fit_runs(library_runs)
+                       for library, library_runs in fit_runs.items()}
         # Different k-means inits may end in different optima: informative only.
         rows.append({"case": f"{case.name}-fit", "n": case.n, "d": case.d, "K": case.K,
                      "cov": case.covariance_type, "results": fit_results,
