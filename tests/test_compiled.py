@@ -79,6 +79,21 @@ def test_exponential_below_the_cutoff_is_zero():
     assert values.tolist() == [0.0, 0.0, 0.0, 0.0]
 
 
+def test_float32_exponential_within_two_float32_ulp():
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.uniform(-87.0, 0.0, 200_000), rng.uniform(-1.0, 0.0, 50_000),
+                             [0.0, -87.0, -86.99]]).astype(np.float32)
+    out = values.copy()
+    scratch = np.empty(values.size, np.float32)
+    numba_kernels.exp_nonpositive_float32(out, values.size, scratch, scratch.view(np.int32))
+    reference = np.exp(values.astype(np.float64))
+    ulp = np.spacing(reference.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out - reference) / ulp) <= 2.0
+    below = np.array([-87.5, -100.0, -1e5, -np.inf], np.float32)
+    numba_kernels.exp_nonpositive_float32(below, below.size, scratch, scratch.view(np.int32))
+    assert below.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_negligible_responsibilities_are_written_as_zero(dtype):
     # exp(-50) = 2e-22 and exp(-120) = 8e-53 next to 1: below the square
