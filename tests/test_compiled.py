@@ -102,13 +102,16 @@ def test_negligible_responsibilities_are_written_as_zero(dtype):
     log_densities = np.array([[0.0, 0.0, -3.0], [-50.0, -120.0, 0.0]])
     logits = log_densities.astype(dtype)
     smallest = np.sqrt(np.finfo(dtype).tiny)
+    resp_weight = np.zeros(2)
     log_likelihood = numba_kernels.normalise_chunk(logits, 0, 3, np.empty(logits.shape, dtype),
-                                                   np.empty(0), False, smallest)
+                                                   np.empty(0), False, smallest, resp_weight)
     reference = np.exp(log_densities)
     expected = reference / reference.sum(axis=0)
     expected[expected < smallest] = 0.0
     np.testing.assert_allclose(logits, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
     assert (logits[1, :2] == 0.0).tolist() == [dtype == np.float32] * 2
+    np.testing.assert_allclose(resp_weight, (reference / reference.sum(axis=0)).sum(axis=1),
+                               rtol=4 * np.finfo(dtype).eps)
     # Each row's log-sum-exp in the dtype (float32: to about 1e-7), the sum in float64.
     assert log_likelihood == pytest.approx(np.log(reference.sum(axis=0)).sum(), rel=1e-15,
                                            abs=12 * float(np.finfo(dtype).eps))

@@ -318,11 +318,13 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
 
 
 @_jit
-def normalise_chunk(logits, start, count, values, row_weights, use_weights, smallest):
+def normalise_chunk(logits, start, count, values, row_weights, use_weights, smallest,
+                    resp_weight):
     """:func:`normalise_block` for rows ``start:start + count`` of a
     C-contiguous (K, rows) array, computed in ``values``, a C-contiguous
     array of its dtype with at least ``count`` columns (a strided view would
-    not vectorise); returns the log-likelihood (NaN: a row beyond range).
+    not vectorise); adds each component's sum of responsibilities to
+    ``resp_weight`` and returns the log-likelihood (NaN: a row beyond range).
 
     Responsibilities below ``smallest`` are written as 0.  The caller
     passes the square root of the least normal number of logits' dtype
@@ -335,8 +337,7 @@ def normalise_chunk(logits, start, count, values, row_weights, use_weights, smal
         for i in range(count):
             values[k, i] = logits[k, start + i]
     log_likelihood = normalise_block(values, count, row_weights, use_weights, start,
-                                     np.empty((3, count), values.dtype),
-                                     np.zeros(n_components))
+                                     np.empty((3, count), values.dtype), resp_weight)
     for k in range(n_components):
         for i in range(count):
             value = values[k, i]
@@ -376,9 +377,9 @@ def quadratic_features(X, shift, features):
 
 
 @_jit
-def centred_moments(X, means, means_low, resp, resp_weight, first, second):
-    """Add N_k = sum_i r_ki, sum_i r_ki (x_i - mu_k) and sum_i r_ki (x_i -
-    mu_k)(x_i - mu_k)^T (upper triangle, and some entries just below the
+def centred_moments(X, means, means_low, resp, first, second):
+    """Add sum_i r_ki (x_i - mu_k) and sum_i r_ki (x_i - mu_k)(x_i -
+    mu_k)^T (upper triangle, and some entries just below the
     diagonal) to the float64 outputs; ``resp`` is (K, rows) in X's dtype,
     ``second`` (K, d', d') with d' = d rounded up to a multiple of 4.
 
@@ -402,10 +403,6 @@ def centred_moments(X, means, means_low, resp, resp_weight, first, second):
         transpose_rows(X, start, count, rows_t)
         for k in range(n_components):
             r = resp[k, start:start + count]
-            total = 0.0
-            for i in range(count):
-                total += r[i]
-            resp_weight[k] += total
             for a in range(n_features):
                 mean = means[k, a]
                 low = means_low[k, a]

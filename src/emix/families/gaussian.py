@@ -360,7 +360,8 @@ class GaussianFamily:
                 with np.errstate(over="ignore", invalid="ignore"):  # checked just below
                     np.matmul(theta, part, out=logits[:, start:stop])
                 block_log_likelihood = compiled["normalise_chunk"](
-                    logits, start, stop - start, values, row_weights, use_weights, smallest)
+                    logits, start, stop - start, values, row_weights, use_weights, smallest,
+                    resp_weight)
                 if math.isnan(block_log_likelihood):
                     return None
                 log_likelihood += block_log_likelihood
@@ -368,8 +369,7 @@ class GaussianFamily:
             second = np.zeros((n_components, padded, padded))
             means = params.means.astype(X.dtype)
             means_low = (params.means - means).astype(X.dtype)
-            compiled["centred_moments"](X, means, means_low, logits, resp_weight, first,
-                                        second)
+            compiled["centred_moments"](X, means, means_low, logits, first, second)
             second = second[:, :n_features, :n_features]
         else:
             return None
