@@ -122,11 +122,13 @@ def test_negligible_responsibilities_are_written_as_zero(dtype):
 # quadratic-form kernels (7: an odd width, padded to even inside).
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7])
 @pytest.mark.parametrize("weighted", [False, True])
+# Two components take a path of their own (one exponential per row).
+@pytest.mark.parametrize("n_components", [2, 4])
 def test_compiled_statistics_equal_numpy_statistics(covariance_type, n_features, weighted,
-                                                    monkeypatch):
+                                                    n_components, monkeypatch):
     X = blobs(3000, n_features, 3, seed=n_features)
     family = GaussianFamily(covariance_type)
-    params = _params(family, X, 4, seed=n_features)
+    params = _params(family, X, n_components, seed=n_features)
     weights = np.random.default_rng(1).uniform(0.0, 3.0, X.shape[0]) if weighted else None
     reference = _numpy_stats(family, params, X, weights, monkeypatch)
     ours = family.e_step(params, X, weights, Workspace())
@@ -135,11 +137,12 @@ def test_compiled_statistics_equal_numpy_statistics(covariance_type, n_features,
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("n_features", [1, 3, 6])
+@pytest.mark.parametrize("n_components", [2, 3])
 def test_float32_statistics_are_within_float32_rounding_of_float64(
-        covariance_type, n_features, monkeypatch):
+        covariance_type, n_features, n_components, monkeypatch):
     X = blobs(4000, n_features, 3, seed=10 + n_features)
     family = GaussianFamily(covariance_type)
-    params = _params(family, X, 3, seed=n_features)
+    params = _params(family, X, n_components, seed=n_features)
     reference = _numpy_stats(family, params, X, None, monkeypatch)
     ours = family.e_step(params, X.astype(np.float32), None, Workspace())
     _assert_same_stats(ours, reference, rtol=2e-5)
