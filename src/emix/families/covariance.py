@@ -259,6 +259,17 @@ def _cholesky_factors(covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     LAPACK's potrf and trtri are called directly: scipy.linalg's checking
     wrappers cost more than the factorisations themselves at small d, and
     this runs in every M-step."""
+    if covariances.shape[-1] == 1:
+        # 1 x 1 matrices: the factors are sqrt(c) and 1 / sqrt(c), as
+        # LAPACK computes them, without a call per component.
+        variances = covariances[:, 0, 0]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            cov_chol = np.sqrt(covariances)
+            prec_chol = 1.0 / cov_chol
+        failed = ~((variances > 0) & np.isfinite(prec_chol[:, 0, 0]))
+        if failed.any():
+            raise SingularCovariance([int(k) for k in np.flatnonzero(failed)])
+        return cov_chol, prec_chol
     cov_chol = np.empty_like(covariances)
     prec_chol = np.empty_like(covariances)
     failed = []
