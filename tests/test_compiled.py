@@ -100,11 +100,17 @@ def test_negligible_responsibilities_are_written_as_zero(dtype):
     # root of the least normal number in float32 (1e-19; products with them
     # would be subnormal), above it in float64.
     log_densities = np.array([[0.0, 0.0, -3.0], [-50.0, -120.0, 0.0]])
-    logits = log_densities.astype(dtype)
+    # One feature x = 0, 1, 2 and quadratic features (x^2, x, 1): these
+    # coefficients give exactly those log-densities.
+    X = np.array([[0.0], [1.0], [2.0]], dtype)
+    theta = np.array([[-1.5, 1.5, 0.0], [95.0, -165.0, -50.0]], dtype)
+    logits = np.empty((2, 3), dtype)
     smallest = np.sqrt(np.finfo(dtype).tiny)
     resp_weight = np.zeros(2)
-    log_likelihood = numba_kernels.normalise_chunk(logits, 0, 3, np.empty(logits.shape, dtype),
-                                                   np.empty(0), False, smallest, resp_weight)
+    # Buffers for blocks of two rows: the second block is a partial one.
+    log_likelihood = numba_kernels.quadratic_e_step(
+        X, np.zeros(1), theta, np.empty(3 * 2, dtype), np.empty(2 * 2, dtype), logits,
+        np.empty(0), False, smallest, resp_weight)
     reference = np.exp(log_densities)
     expected = reference / reference.sum(axis=0)
     expected[expected < smallest] = 0.0

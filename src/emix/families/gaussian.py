@@ -342,29 +342,16 @@ class GaussianFamily:
             # Features (d^2 / 2 per row) only for a block that stays in the
             # cache; responsibilities for the whole chunk, for one pass of
             # the moments kernel.
-            block = max(64, QUADRATIC_BLOCK_BYTES // (theta.shape[1] * 4))
-            features = workspace.array("features", (theta.shape[1], min(block, n_rows)),
-                                       X.dtype)
+            block = min(n_rows, max(64, QUADRATIC_BLOCK_BYTES // (theta.shape[1] * 4)))
+            features = workspace.array("features", (theta.shape[1] * block,), X.dtype)
+            values = workspace.array("block_logits", (n_components * block,), X.dtype)
             logits = workspace.array("logits", (n_components, n_rows), X.dtype)
-            # Normalised in a contiguous copy of each block: a view of a block
-            # of ``logits`` is strided and would not vectorise.
-            values = workspace.array("block_logits", (n_components, min(block, n_rows)),
-                                     X.dtype)
-            shift = params.weights @ params.means
-            smallest = math.sqrt(np.finfo(X.dtype).tiny)  # see normalise_chunk
-            log_likelihood = 0.0
-            for start in range(0, n_rows, block):
-                stop = min(start + block, n_rows)
-                part = features[:, :stop - start]
-                compiled["quadratic_features"](X[start:stop], shift, part)
-                with np.errstate(over="ignore", invalid="ignore"):  # checked just below
-                    np.matmul(theta, part, out=logits[:, start:stop])
-                block_log_likelihood = compiled["normalise_chunk"](
-                    logits, start, stop - start, values, row_weights, use_weights, smallest,
-                    resp_weight)
-                if math.isnan(block_log_likelihood):
-                    return None
-                log_likelihood += block_log_likelihood
+            smallest = math.sqrt(np.finfo(X.dtype).tiny)  # see quadratic_e_step
+            log_likelihood = compiled["quadratic_e_step"](
+                X, params.weights @ params.means, theta, features, values, logits,
+                row_weights, use_weights, smallest, resp_weight)
+            if math.isnan(log_likelihood):
+                return None
             padded = -(-n_features // 4) * 4
             second = np.zeros((n_components, padded, padded))
             means = params.means.astype(X.dtype)
