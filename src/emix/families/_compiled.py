@@ -37,30 +37,41 @@ is imported until the first fit that can use it; without numba (or with
 from __future__ import annotations
 
 import os
+import threading
 
 #: Set EMIX_NUMBA=0 to use the NumPy path even when numba is installed.
 ENVIRONMENT_SWITCH = "EMIX_NUMBA"
 
 _kernels: dict | None = None
 _loaded = False
+# Chunks on several threads ask at once on a process's first fit: one loads,
+# the others wait for it (they would otherwise see "loading" as "absent"
+# and take the NumPy path).
+_loading = threading.Lock()
 
 
 def kernels() -> dict | None:
     """The compiled kernels by name, or None when numba is unavailable or
     switched off.  Compiled (or loaded from numba's cache) on first use."""
     global _kernels, _loaded
-    if not _loaded:
-        _loaded = True
-        if os.environ.get(ENVIRONMENT_SWITCH, "1") != "0":
-            try:
-                import numba  # noqa: F401
-            except ImportError:
-                _kernels = None
-            else:
-                from . import _numba_kernels as compiled
-
-                _kernels = {"scaled": compiled.scaled_e_step,
-                            "triangular": compiled.triangular_e_step,
-                            "quadratic_e_step": compiled.quadratic_e_step,
-                            "centred_moments": compiled.centred_moments}
+    if _loaded:
+        return _kernels
+    with _loading:
+        if not _loaded:
+            _kernels = _load()
+            _loaded = True
     return _kernels
+
+
+def _load() -> dict | None:
+    if os.environ.get(ENVIRONMENT_SWITCH, "1") == "0":
+        return None
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return None
+    from . import _numba_kernels as compiled
+
+    return {"scaled": compiled.scaled_e_step,
+            "triangular": compiled.triangular_e_step,
+            "quadratic_e_step": compiled.quadratic_e_step}
