@@ -1,7 +1,10 @@
 """The compiled E-step kernels against the NumPy E-step and against numpy's
 own functions: same statistics, same log-likelihood, same fallbacks."""
 
+import threading
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -95,7 +98,7 @@ def test_float32_exponential_within_two_float32_ulp():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_negligible_responsibilities_are_written_as_zero(dtype):
+def test_negligible_responsibilities_are_taken_as_zero(dtype):
     # exp(-50) = 2e-22 and exp(-120) = 8e-53 next to 1: below the square
     # root of the least normal number in float32 (1e-19; products with them
     # would be subnormal), above it in float64.
@@ -104,19 +107,26 @@ def test_negligible_responsibilities_are_written_as_zero(dtype):
     # coefficients give exactly those log-densities.
     X = np.array([[0.0], [1.0], [2.0]], dtype)
     theta = np.array([[-1.5, 1.5, 0.0], [95.0, -165.0, -50.0]], dtype)
-    logits = np.empty((2, 3), dtype)
+    # Moments about 0 and 2: component 1's only other residuals are those of
+    # the rows where its responsibility is negligible.
+    means = np.array([[0.0], [2.0]], dtype)
     smallest = np.sqrt(np.finfo(dtype).tiny)
-    resp_weight = np.zeros(2)
+    resp_weight, first, second = np.zeros(2), np.zeros((2, 1)), np.zeros((2, 4, 4))
     # Buffers for blocks of two rows: the second block is a partial one.
     log_likelihood = numba_kernels.quadratic_e_step(
-        X, np.zeros(1), theta, np.empty(3 * 2, dtype), np.empty(2 * 2, dtype), logits,
-        np.empty(0), False, smallest, resp_weight)
+        X, np.zeros(1), theta, means, np.zeros_like(means), np.empty(3 * 2, dtype),
+        np.empty(2 * 2, dtype), np.empty(0), False, smallest, resp_weight, first, second)
     reference = np.exp(log_densities)
-    expected = reference / reference.sum(axis=0)
-    expected[expected < smallest] = 0.0
-    np.testing.assert_allclose(logits, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
-    assert (logits[1, :2] == 0.0).tolist() == [dtype == np.float32] * 2
-    np.testing.assert_allclose(resp_weight, (reference / reference.sum(axis=0)).sum(axis=1),
+    responsibilities = reference / reference.sum(axis=0)
+    kept = np.where(responsibilities < smallest, 0.0, responsibilities)
+    residuals = X[:, 0] - means
+    np.testing.assert_allclose(first[:, 0], (kept * residuals).sum(axis=1),
+                               rtol=4 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(second[:, 0, 0], (kept * residuals**2).sum(axis=1),
+                               rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert (first[1, 0] == 0.0) == (dtype == np.float32)
+    # The weights are those of normalisation, before any is taken as 0.
+    np.testing.assert_allclose(resp_weight, responsibilities.sum(axis=1),
                                rtol=4 * np.finfo(dtype).eps)
     # Each row's log-sum-exp in the dtype (float32: to about 1e-7), the sum in float64.
     assert log_likelihood == pytest.approx(np.log(reference.sum(axis=0)).sum(), rel=1e-15,
@@ -224,3 +234,28 @@ def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setattr(_compiled, "_kernels", None)
     monkeypatch.setenv(_compiled.ENVIRONMENT_SWITCH, "0")
     assert _compiled.kernels() is None
+
+
+def test_threads_asking_at_once_on_first_use_all_get_the_kernels(monkeypatch):
+    # A process's first fit asks from every chunk's thread at once; while one
+    # thread loads, the others must wait for the kernels, not run without them.
+    monkeypatch.setattr(_compiled, "_loaded", False)
+    monkeypatch.setattr(_compiled, "_kernels", None)
+    loads = []
+
+    def slow_load():
+        loads.append(1)
+        time.sleep(0.2)
+        return {"loaded": True}
+
+    monkeypatch.setattr(_compiled, "_load", slow_load)
+    start = threading.Barrier(4)
+
+    def ask(_):
+        start.wait()
+        return _compiled.kernels()
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, range(4)))
+    assert answers == [{"loaded": True}] * 4
+    assert len(loads) == 1

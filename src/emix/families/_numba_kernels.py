@@ -389,28 +389,31 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
 
 
 @_jit
-def quadratic_e_step(X, shift, theta, features, values, logits, row_weights, use_weights,
-                     smallest, resp_weight):
-    """Log-densities by the quadratic form, then responsibilities, for the
-    rows of ``X``, block by block: a block's quadratic features
+def quadratic_e_step(X, shift, theta, means, means_low, features, values, row_weights,
+                     use_weights, smallest, resp_weight, first, second):
+    """The whole E-step of full (and tied) covariances for the rows of
+    ``X``, block by block: a block's quadratic features
     (:func:`quadratic_features`) times ``theta`` (K, P) in one matrix
-    product (BLAS), normalised (:func:`normalise_block`) and written to
-    ``logits`` (K, rows, C-contiguous).  ``features`` and ``values`` are
-    flat buffers of X's dtype whose length, over P and over K, is the rows
-    per block.  Adds each component's sum of responsibilities to
-    ``resp_weight`` and returns the log-likelihood (NaN: a row beyond
-    range; ``logits`` is then unusable).
+    product (BLAS) give its log-densities, :func:`normalise_block` its
+    responsibilities, and :func:`centred_moments` adds its statistics to
+    ``first`` and ``second`` while the block is still in the cache.
+    ``features`` and ``values`` are flat buffers of X's dtype whose length,
+    over P and over K, is the rows per block.  Adds each component's sum of
+    responsibilities to ``resp_weight`` and returns the log-likelihood
+    (NaN: a row beyond range; the statistics are then unusable).
 
-    One call per chunk, with the GIL released throughout: from Python, the
-    three steps of each block took the GIL six times, and two threads
-    waiting for each other's hand-over lost a fifth of float32's time.
+    One call per chunk, with the GIL released throughout (from Python the
+    steps of each block took the GIL six times, and two threads waiting for
+    each other's hand-over lost a fifth of float32's time), and no
+    responsibilities kept beyond a block: the working set is the two
+    buffers, whatever the chunk's length.
 
-    Responsibilities below ``smallest`` are written as 0.  The caller
-    passes the square root of the least normal number of X's dtype
-    (float32: 1e-19, next to a row's largest responsibility of at least
-    1 / K): products of smaller ones with residuals would be subnormal
-    numbers, each a slow microcode path of the CPU (measured: float32
-    moments of a converged fit 1.4x slower)."""
+    Responsibilities below ``smallest`` are taken as 0.  The caller passes
+    the square root of the least normal number of X's dtype (float32:
+    1e-19, next to a row's largest responsibility of at least 1 / K):
+    products of smaller ones with residuals would be subnormal numbers,
+    each a slow microcode path of the CPU (measured: float32 moments of a
+    converged fit 1.4x slower)."""
     n_rows = X.shape[0]
     n_components, n_terms = theta.shape
     block = min(features.size // n_terms, values.size // n_components)
@@ -418,18 +421,20 @@ def quadratic_e_step(X, shift, theta, features, values, logits, row_weights, use
     log_likelihood = 0.0
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
+        rows = X[start:start + count]
         part = features[:n_terms * count].reshape((n_terms, count))
-        quadratic_features(X[start:start + count], shift, part)
-        block_values = values[:n_components * count].reshape((n_components, count))
-        np.dot(theta, part, block_values)
-        log_likelihood += normalise_block(block_values, count, row_weights, use_weights, start,
+        quadratic_features(rows, shift, part)
+        resp = values[:n_components * count].reshape((n_components, count))
+        np.dot(theta, part, resp)
+        log_likelihood += normalise_block(resp, count, row_weights, use_weights, start,
                                           work, resp_weight)
         if np.isnan(log_likelihood):
             return log_likelihood
         for k in range(n_components):
             for i in range(count):
-                value = block_values[k, i]
-                logits[k, start + i] = value if value >= smallest else 0.0
+                if resp[k, i] < smallest:
+                    resp[k, i] = 0.0
+        centred_moments(rows, means, means_low, resp, first, second)
     return log_likelihood
 
 
