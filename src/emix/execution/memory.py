@@ -35,6 +35,10 @@ TASK_BYTES = 2 * 2**20
 MIN_TASK_ROWS = 16384
 
 
+#: Rows per block of :meth:`InMemoryData.column_summary`.
+SUMMARY_ROWS = 2048
+
+
 def default_task_rows(n_components: int, n_samples: int, n_threads: int = 1) -> int:
     """Rows per chunk of a fit: large enough that per-chunk overheads vanish,
     small enough that every thread gets work."""
@@ -73,10 +77,13 @@ class InMemoryData:
     def dtype(self) -> np.dtype:
         return self.X.dtype
 
-    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def chunks(self, rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(rows of X, their weights or None), ``rows`` (default: the chunk
+        size) at a time."""
         weights = self.sample_weight
-        for start in range(0, self.n_samples, self.chunk_rows):
-            stop = start + self.chunk_rows
+        step = rows or self.chunk_rows
+        for start in range(0, self.n_samples, step):
+            stop = start + step
             yield self.X[start:stop], None if weights is None else weights[start:stop]
 
     def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:
@@ -121,7 +128,9 @@ class InMemoryData:
         first = np.zeros(n_features)
         second = np.zeros(n_features)
         origin = None
-        for X, weights in self.chunks():
+        # Short blocks: this pass's temporaries (a few per block) are not
+        # the E-step's, and should not add to a fit's peak memory.
+        for X, weights in self.chunks(SUMMARY_ROWS):
             if weights is not None:
                 keep = weights > 0
                 X, weights = X[keep], weights[keep]
