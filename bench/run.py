@@ -62,11 +62,11 @@ def libraries() -> list[str]:
 
 
 def run_worker(library: str, case: Case, data_path: Path, init_path: Path | None,
-               mode: str, dtype: str = "float64") -> dict:
+               mode: str) -> dict:
     """One run of one library in a fresh interpreter; its last stdout line is JSON."""
     command = [sys.executable, str(WORKER), "--library", library, "--data", str(data_path),
                "--components", str(case.K), "--covariance-type", case.covariance_type,
-               "--n-iter", str(case.n_iter), "--mode", mode, "--dtype", dtype]
+               "--n-iter", str(case.n_iter), "--mode", mode]
     if init_path is not None:
         command += ["--init", str(init_path)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -87,6 +87,22 @@ def summarise_iteration_runs(runs: list[dict], n_iter: int) -> dict:
     return {"seconds_per_iter": statistics.median(per_iter), "all_seconds_per_iter": per_iter,
             "n_iter_exact": exact, "n_iter_seen": runs[0]["n_iter"],
             "score": runs[0]["score"], "peak_rss_mb": max(r["peak_rss_kb"] for r in runs) / 1024}
+
+
+def summarise_precision_runs(runs: list[dict]) -> dict:
+    """float32 against float64 from the precision workers' alternating
+    pairs: the median of the pairs' speed ratios, and each precision's
+    median seconds per iteration."""
+    errors = [run["error"] for run in runs if "error" in run]
+    if errors:
+        return {"error": errors[0]}
+    pairs = [pair for run in runs for pair in run["pairs"]]
+    ratios = [double / single for double, single in pairs]
+    return {"speedup": statistics.median(ratios), "all_speedups": ratios,
+            "float64_seconds_per_iter": statistics.median(double for double, _ in pairs),
+            "float32_seconds_per_iter": statistics.median(single for _, single in pairs),
+            "scores": runs[0]["scores"],
+            "n_iter_exact": all(run["n_iter_exact"] for run in runs)}
 
 
 def summarise_fit_runs(runs: list[dict]) -> dict:
@@ -129,25 +145,23 @@ def bench_case(case: Case, rates: dict, repeats: int, workdir: Path, with_fit: b
     # float64 one): this shared machine's speed drifts over minutes, and each
     # ratio should compare runs made at about the same time.
     runs = {library: [] for library in libraries()}
-    float32_runs = []
+    precision_runs = []
     for _ in range(repeats):
         for library in runs:
             runs[library].append(run_worker(library, case, data_path, init_path, "iterations"))
             if library == "emix" and case.name in FLOAT32_CASES:
-                float32_runs.append(run_worker("emix", case, data_path, init_path,
-                                               "iterations", "float32"))
+                precision_runs.append(run_worker("emix", case, data_path, init_path,
+                                                 "precision"))
     results = {library: summarise_iteration_runs(library_runs, case.n_iter)
                for library, library_runs in runs.items()}
     floor = iteration_floor(rates, case.n, case.d, case.K, case.covariance_type)
     rows = [{"case": case.name, "n": case.n, "d": case.d, "K": case.K,
              "cov": case.covariance_type, "n_iter": case.n_iter, "floor_s": floor,
              "results": results, "rel_diff": agreement(results), "gated": True}]
-    if float32_runs:
+    if precision_runs:
         rows.append({"case": f"{case.name}-f32", "n": case.n, "d": case.d, "K": case.K,
                      "cov": case.covariance_type, "n_iter": case.n_iter,
-                     "results": {"emix": summarise_iteration_runs(float32_runs, case.n_iter),
-                                 "emix float64": results["emix"]},
-                     "gated": False})
+                     "results": summarise_precision_runs(precision_runs), "gated": False})
     if with_fit:
         fit_runs = {"emix": [], "sklearn": []}
         for _ in range(repeats):
@@ -174,10 +188,10 @@ def row_agrees(row: dict) -> bool:
 
 
 def float32_agrees(row: dict) -> bool:
-    single, double = row["results"]["emix"], row["results"]["emix float64"]
-    if "score" not in single or "score" not in double:
+    scores = row["results"].get("scores")
+    if scores is None or not row["results"]["n_iter_exact"]:
         return False
-    return relative_difference(single["score"], double["score"]) <= FLOAT32_RTOL
+    return relative_difference(scores["float32"], scores["float64"]) <= FLOAT32_RTOL
 
 
 def meets(value: float | None, target: float | None, larger_is_better: bool) -> str:
@@ -232,20 +246,17 @@ def table_lines(rows: list[dict], quick: bool = False) -> list[str]:
 
 
 def float32_line(row: dict) -> str:
-    single, double = row["results"]["emix"], row["results"]["emix float64"]
-    if "error" in single:
-        return f"{row['case']:<6} emix float32 failed: {single['error']}"
-    speedup = (seconds(double) / seconds(single)
-               if seconds(single) and seconds(double) else None)
-    difference = (relative_difference(single["score"], double["score"])
-                  if "score" in double else None)
-    return (f"{row['case']:<6} emix float32 {format_number(seconds(single), '.4g')} s/it "
-            f"against float64 {format_number(seconds(double), '.4g')}: "
-            f"{format_number(speedup, '.2f')}x (target {FLOAT32_SPEEDUP_TARGET:g}, "
-            f"{meets(speedup, FLOAT32_SPEEDUP_TARGET, True)}); score differs by "
-            f"{format_number(difference, '.1e')} (<= {FLOAT32_RTOL:g}: "
-            f"{'yes' if float32_agrees(row) else 'NO'}); peak "
-            f"{format_number(single.get('peak_rss_mb'), '.0f')} MB")
+    result = row["results"]
+    if "error" in result:
+        return f"{row['case']:<6} emix float32 failed: {result['error']}"
+    scores = result["scores"]
+    difference = relative_difference(scores["float32"], scores["float64"])
+    return (f"{row['case']:<6} emix float32 {result['float32_seconds_per_iter']:.4g} s/it, "
+            f"float64 {result['float64_seconds_per_iter']:.4g}: median of "
+            f"{len(result['all_speedups'])} alternating pairs {result['speedup']:.2f}x "
+            f"(target {FLOAT32_SPEEDUP_TARGET:g}, "
+            f"{meets(result['speedup'], FLOAT32_SPEEDUP_TARGET, True)}); score differs by "
+            f"{difference:.1e} (<= {FLOAT32_RTOL:g}: {'yes' if float32_agrees(row) else 'NO'})")
 
 
 def default_output() -> Path:

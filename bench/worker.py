@@ -9,6 +9,11 @@ Modes:
               iterations, without early stopping; report both times and the
               score of the n_iter fit.
   fit         one whole fit to tol=1e-6 from the library's default init.
+  precision   (emix only) the iterations mode in float64 and in float32 on
+              the same data, alternately, ``PRECISION_PAIRS`` times: each
+              pair's speed ratio compares runs made seconds apart in one
+              process, which this shared machine's drift between processes
+              (up to 1.5x) would otherwise swamp.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import warnings
 import numpy as np
 
 WHOLE_FIT_TOL = 1e-6
+PRECISION_PAIRS = 3
 
 
 def emix_model(K: int, covariance_type: str, n_iter: int, init: dict | None):
@@ -104,6 +110,30 @@ def run_sklearn_api(library: str, X: np.ndarray, K: int, covariance_type: str,
             "first_fit_s": first_fit, "peak_rss_kb": peak}
 
 
+def run_precision_pairs(X: np.ndarray, K: int, covariance_type: str, n_iter: int,
+                        init: dict) -> dict:
+    """emix's float32 mode against its float64 fit, timed alternately as
+    (t(n_iter) - t(1)) / (n_iter - 1); both fits are scored on the float64
+    data, so that the scores differ only by what the fits computed."""
+    factory = MODEL_FACTORIES["emix"]
+    data = {"float64": X, "float32": X.astype(np.float32)}
+    for rows in data.values():
+        warm_up(factory, rows, K, covariance_type, init)
+    pairs, scores, exact = [], {}, True
+    for _ in range(PRECISION_PAIRS):
+        pair = []
+        for name, rows in data.items():
+            one = factory(K, covariance_type, 1, init)
+            seconds_one = timed_fit(one, rows)
+            many = factory(K, covariance_type, n_iter, init)
+            seconds_many = timed_fit(many, rows)
+            pair.append((seconds_many - seconds_one) / (n_iter - 1))
+            exact = exact and [one.n_iter_, many.n_iter_] == [1, n_iter]
+            scores[name] = float(many.score(X))
+        pairs.append(pair)
+    return {"pairs": pairs, "scores": scores, "n_iter_exact": exact}
+
+
 def run_pomegranate(X: np.ndarray, K: int, covariance_type: str, n_iter: int,
                     init: dict | None) -> dict:
     """pomegranate >= 1.0 (torch based), float64 throughout so that its score
@@ -171,9 +201,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--components", type=int, required=True)
     parser.add_argument("--covariance-type", default="full")
     parser.add_argument("--n-iter", type=int, default=10)
-    parser.add_argument("--mode", choices=["iterations", "fit"], default="iterations")
-    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
-                        help="the data's dtype in the fit (float32: emix's float32 mode)")
+    parser.add_argument("--mode", choices=["iterations", "fit", "precision"],
+                        default="iterations")
     return parser.parse_args()
 
 
@@ -181,19 +210,19 @@ def main() -> None:
     args = parse_arguments()
     silence_convergence_warnings(args.library)
     X = np.load(args.data)
-    if args.dtype == "float32":
-        X = X.astype(np.float32)
     init = None
-    if args.mode == "iterations":
+    if args.mode in ("iterations", "precision"):
         with np.load(args.init) as archive:
             init = {name: archive[name] for name in archive.files}
-    if args.library == "pomegranate":
+    if args.mode == "precision":
+        result = run_precision_pairs(X, args.components, args.covariance_type, args.n_iter,
+                                     init)
+    elif args.library == "pomegranate":
         result = run_pomegranate(X, args.components, args.covariance_type, args.n_iter, init)
     else:
         result = run_sklearn_api(args.library, X, args.components, args.covariance_type,
                                  args.n_iter, init)
     result["library"] = args.library
-    result["dtype"] = args.dtype
     result["data_mb"] = X.nbytes / 2**20
     # Linux carries ru_maxrss (KiB) across fork and exec, so it is at least
     # the parent's peak when run.py forked us: kept for the record only.
