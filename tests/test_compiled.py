@@ -104,9 +104,10 @@ def test_negligible_responsibilities_are_taken_as_zero(dtype):
     # would be subnormal), above it in float64.
     log_densities = np.array([[0.0, 0.0, -3.0], [-50.0, -120.0, 0.0]])
     # One feature x = 0, 1, 2 and quadratic features (x^2, x, 1): these
-    # coefficients give exactly those log-densities.
+    # coefficients give exactly those log-densities (a column of zeros pads
+    # the three terms to four).
     X = np.array([[0.0], [1.0], [2.0]], dtype)
-    theta = np.array([[-1.5, 1.5, 0.0], [95.0, -165.0, -50.0]], dtype)
+    theta = np.array([[-1.5, 1.5, 0.0, 0.0], [95.0, -165.0, -50.0, 0.0]], dtype)
     # Moments about 0 and 2: component 1's only other residuals are those of
     # the rows where its responsibility is negligible.
     means = np.array([[0.0], [2.0]], dtype)
@@ -114,7 +115,7 @@ def test_negligible_responsibilities_are_taken_as_zero(dtype):
     resp_weight, first, second = np.zeros(2), np.zeros((2, 1)), np.zeros((2, 4, 4))
     # Buffers for blocks of two rows: the second block is a partial one.
     log_likelihood = numba_kernels.quadratic_e_step(
-        X, np.zeros(1), theta, means, np.zeros_like(means), np.empty(3 * 2, dtype),
+        X, np.zeros(1), theta, means, np.zeros_like(means), np.empty(4 * 2, dtype),
         np.empty(2 * 2, dtype), np.empty(0), False, smallest, resp_weight, first, second)
     reference = np.exp(log_densities)
     responsibilities = reference / reference.sum(axis=0)
@@ -138,8 +139,9 @@ def test_negligible_responsibilities_are_taken_as_zero(dtype):
 # quadratic-form kernels (7: an odd width, padded to even inside).
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7])
 @pytest.mark.parametrize("weighted", [False, True])
-# Two components take a path of their own (one exponential per row).
-@pytest.mark.parametrize("n_components", [2, 4])
+# Two components take a path of their own (one exponential per row); six
+# take the coefficients' product in a group of four and two single rows.
+@pytest.mark.parametrize("n_components", [2, 6])
 def test_compiled_statistics_equal_numpy_statistics(covariance_type, n_features, weighted,
                                                     n_components, monkeypatch):
     X = blobs(3000, n_features, 3, seed=n_features)

@@ -305,10 +305,12 @@ class GaussianFamily:
                            log_likelihood, params.cov_chol, workspace)
 
     def calls_blas(self, n_features: int) -> bool:
-        """Whether the E-step calls BLAS (only the fused kernels do not)."""
+        """Whether the E-step calls BLAS: only without the compiled kernels
+        (which do their own products), or for a structure they do not serve,
+        or where they hand a chunk back to the NumPy path."""
         model = self.covariance
-        return not (model.fused_kernel is not None and n_features <= model.fused_max_features
-                    and _compiled.kernels() is not None)
+        fused = model.fused_kernel is not None and n_features <= model.fused_max_features
+        return _compiled.kernels() is None or not (fused or model.quadratic_form)
 
     def _compiled_e_step(self, compiled: dict, params: GaussianParams, X: np.ndarray,
                          weights: np.ndarray | None, workspace: Any) -> GaussianStats | None:
@@ -380,8 +382,13 @@ class GaussianFamily:
         if key not in params._prepared:
             theta, spread = self.covariance.quadratic_coefficients(
                 params.means, params.prec_chol, params.weights @ params.means, const)
-            precise = spread * np.finfo(dtype).eps <= QUADRATIC_ROUNDING
-            params._prepared[key] = theta.astype(dtype) if precise else None
+            params._prepared[key] = None
+            if spread * np.finfo(dtype).eps <= QUADRATIC_ROUNDING:
+                # Zero columns up to a multiple of 4: the compiled product
+                # takes the terms four at a time.
+                padded = np.zeros((theta.shape[0], -(-theta.shape[1] // 4) * 4), dtype)
+                padded[:, :theta.shape[1]] = theta
+                params._prepared[key] = padded
         return params._prepared[key]
 
     def assignment_stats(self, shift: np.ndarray, X: np.ndarray, weights: np.ndarray | None,
