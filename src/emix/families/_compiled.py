@@ -17,10 +17,11 @@ that it compiles to SIMD instructions:
   cache-sized block, and one matrix product with the coefficients of
   :meth:`~emix.families.covariance.CovarianceModel.quadratic_coefficients`
   gives all log-densities: half the flops of whitening every component.
-  The block loop, BLAS product included, runs in one compiled call per
-  chunk, so that threads do not queue for the GIL between blocks.
-  The moments are then taken about each component's own mean (register
-  tiles of 4 x 2 feature pairs).
+  The product is emix's own (4 components x 4 terms per pass along the
+  rows; BLAS stalls on a product this skinny), and the moments are taken
+  about each component's own mean (register tiles of 4 x 2 feature pairs)
+  while the block is in the cache.  The block loop runs in one compiled
+  call per chunk, so that threads do not queue for the GIL between blocks.
 
 They compute what the NumPy path computes -- residuals about each
 component's own mean, statistics centred on those means -- in another order,
