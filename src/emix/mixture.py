@@ -113,9 +113,8 @@ class GaussianMixture:
         :class:`~emix.exceptions.ComponentCollapseWarning`.
     chunk_size : int, optional
         Rows per E-step chunk (the unit of work of a thread); by default
-        chosen so that the chunk's responsibilities take 2 MB, at most 65,536
-        rows, and so that every thread gets a chunk of at least 16,384 rows
-        when there are enough.  The E-step splits a chunk where its
+        at most 65,536 rows, and few enough that every thread gets a chunk
+        of at least 16,384 rows when there are enough.  The E-step splits a chunk where its
         temporaries need it: they never exceed a few MB, whatever n.
     n_threads : int, optional
         Threads that run the E-step's chunks concurrently; by default every
@@ -264,7 +263,7 @@ class GaussianMixture:
         user_init = self._check_initial_parameters(family, n_components, X.shape[1])
 
         data = InMemoryData(X, weights, chunk_rows=self.chunk_size or default_task_rows(
-            n_components, X.shape[0], settings["n_threads"]))
+            X.shape[0], settings["n_threads"]))
         rng = check.check_random_state(self.random_state)
 
         continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
