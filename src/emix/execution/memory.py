@@ -37,13 +37,19 @@ SUMMARY_ROWS = 2048
 
 def default_task_rows(n_samples: int, n_threads: int = 1) -> int:
     """Rows per chunk of a fit: as many as MAX_CHUNK_ROWS allows, so that
-    per-chunk overheads vanish, yet enough chunks for every thread.  The
+    per-chunk overheads vanish, in equal chunks that the threads share
+    evenly.  The
     compiled kernels keep nothing chunk-sized (only blocks of a few hundred
     rows; measured on case C: chunks of 65,536 rows 5% faster than 16,384),
     and the NumPy path splits a chunk further by its temporaries' size
     (:func:`default_chunk_rows`)."""
     tasks = max(1, min(n_threads, n_samples // MIN_TASK_ROWS))
-    return int(max(1, min(MAX_CHUNK_ROWS, -(-n_samples // tasks))))
+    # Equal chunks, a multiple of the threads in number: with 65,536-row
+    # chunks case E's 200,000 rows made 3 full chunks and a sliver, one
+    # thread taking two full ones (measured: E 30% slower than balanced).
+    n_chunks = -(-max(n_samples, 1) // MAX_CHUNK_ROWS)
+    n_chunks = -(-n_chunks // tasks) * tasks
+    return int(max(1, -(-n_samples // n_chunks)))
 
 
 def default_chunk_rows(n_components: int, n_features: int, itemsize: int) -> int:
