@@ -343,11 +343,14 @@ def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndar
     if frame is None:
         return np.zeros(matrices.shape[0], dtype=bool)
     varying, scale, basis = frame
-    projected = basis.T @ matrices[:, varying][:, :, varying] @ basis
+    offsets = means - centre
+    if not varying.all():  # constant columns left out (the usual case has none)
+        matrices = matrices[:, varying][:, :, varying]
+        offsets, delta = offsets[:, varying], delta[:, varying]
+    projected = basis.T @ matrices @ basis
     # One direction (the 1-D case): the matrices are their eigenvalues.
     spectrum = projected[:, 0] if projected.shape[-1] == 1 else np.linalg.eigvalsh(projected)
-    offsets = (means - centre)[:, varying]
-    level = _rounding_level(offsets, delta[:, varying], scale,
+    level = _rounding_level(offsets, delta, scale,
                             spectrum[:, -1] if matrices.shape[0] > 1 else spectrum[0, -1])
     if matrices.shape[0] == 1:
         level = np.atleast_1d(level.max())
@@ -356,6 +359,8 @@ def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndar
 
 def _mirror_upper(matrices: np.ndarray) -> np.ndarray:
     """Symmetric matrices from their upper triangles (the lower is ignored)."""
+    if matrices.shape[-1] == 1:  # nothing below the diagonal
+        return matrices
     return np.where(_strictly_lower(matrices.shape[-1]), np.swapaxes(matrices, -1, -2),
                     matrices)
 
