@@ -444,9 +444,12 @@ def quadratic_e_step(X, shift, theta, means, means_low, features, values, row_we
     log_likelihood = 0.0
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
-        rows = X[start:start + count]
+        # Transposed once: the features and the moments read the same columns
+        # (``centred`` holds x - shift for the features until the moments
+        # write residuals into it).
+        transpose_rows(X, start, count, rows_t)
         part = features[:padded_terms * count].reshape((padded_terms, count))
-        quadratic_features(rows, shift, part[:n_terms])
+        quadratic_features(rows_t, count, shift, centred, part[:n_terms])
         part[n_terms:] = 0.0
         resp = values[:n_components * count].reshape((n_components, count))
         coefficients_times_features(theta, part, resp, count)
@@ -458,7 +461,8 @@ def quadratic_e_step(X, shift, theta, means, means_low, features, values, row_we
             for i in range(count):
                 if resp[k, i] < smallest:
                     resp[k, i] = 0.0
-        centred_moments(rows, means, means_low, resp, first, second, centred, weighted, rows_t)
+        centred_moments(rows_t, count, means, means_low, resp, first, second, centred,
+                        weighted)
     return log_likelihood
 
 
@@ -520,66 +524,62 @@ def coefficients_times_features(theta, features, out, count):
 
 
 @_jit
-def quadratic_features(X, shift, features):
-    """Write, for each row x of X and x' = x - shift, the products
+def quadratic_features(columns, count, shift, shifted, features):
+    """Write, for the first ``count`` rows x (the columns of ``columns``,
+    a block transposed to (d, rows)) and x' = x - shift, the products
     x'_a x'_b (a <= b, row by row of the upper triangle), then x', then 1,
     as the columns of ``features`` ((d (d + 1) / 2 + d + 1, rows), X's
-    dtype).  x' is formed in float64 and rounded once to X's dtype; the
-    products are then exact to that dtype's rounding."""
-    n_rows, n_features = X.shape
-    block = BLOCK_ROWS
-    rows_t = np.empty((n_features, block), features.dtype)
-    n_products = n_features * (n_features + 1) // 2
-    for start in range(0, n_rows, block):
-        count = min(block, n_rows - start)
-        transpose_rows(X, start, count, rows_t)
-        for j in range(n_features):
-            column = rows_t[j]
+    dtype).  x' is formed in float64 and rounded once to X's dtype (in
+    ``shifted``, a (d, rows) scratch array); the products are then exact to
+    that dtype's rounding."""
+    n_features = columns.shape[0]
+    for j in range(n_features):
+        for i in range(count):
+            shifted[j, i] = columns[j, i] - shift[j]
+    p = 0
+    for a in range(n_features):
+        column_a = shifted[a, :count]
+        for b in range(a, n_features):
+            column_b = shifted[b, :count]
+            out = features[p, :count]
             for i in range(count):
-                column[i] -= shift[j]
-        p = 0
-        for a in range(n_features):
-            column_a = rows_t[a, :count]
-            for b in range(a, n_features):
-                column_b = rows_t[b, :count]
-                out = features[p, start:start + count]
-                for i in range(count):
-                    out[i] = column_a[i] * column_b[i]
-                p += 1
-            features[n_products + a, start:start + count] = column_a
-        features[n_products + n_features, start:start + count] = 1.0
+                out[i] = column_a[i] * column_b[i]
+            p += 1
+    n_products = p
+    for a in range(n_features):
+        features[n_products + a, :count] = shifted[a, :count]
+    features[n_products + n_features, :count] = 1.0
 
 
 @_jit
-def centred_moments(X, means, means_low, resp, first, second, centred, weighted, rows_t):
+def centred_moments(columns, n_rows, means, means_low, resp, first, second, centred,
+                    weighted):
     """Add sum_i r_ki (x_i - mu_k) and sum_i r_ki (x_i - mu_k)(x_i -
-    mu_k)^T (upper triangle, and some entries just below the
-    diagonal) over the rows of X to the float64 outputs; ``resp`` is
-    (K, rows) in X's dtype, ``second`` (K, d', d') with d' = d rounded up
-    to a multiple of 4.  ``centred`` and ``weighted`` ((d', rows) or wider,
-    rows d to d' zero) and ``rows_t`` ((d, rows) or wider) are scratch
-    arrays of X's dtype.
+    mu_k)^T (upper triangle, and some entries just below the diagonal)
+    over the first ``n_rows`` rows x (the columns of ``columns``, a block
+    transposed to (d, rows)) to the float64 outputs; ``resp`` is (K, rows)
+    in the data's dtype, ``second`` (K, d', d') with d' = d rounded up to a
+    multiple of 4.  ``centred`` and ``weighted`` ((d', rows) or wider, rows
+    d to d' zero) are scratch arrays of the data's dtype.
 
     Residuals about each component's own mean: no cancellation, whatever
-    the data's offset.  They are computed in X's dtype (float32 runs twice
-    as many lanes) as (x - m) - l, with ``means`` = m, mu rounded to X's
-    dtype, and ``means_low`` = l = mu - m: x and m are exact in that dtype,
+    the data's offset.  They are computed in the data's dtype (float32 runs twice
+    as many lanes) as (x - m) - l, with ``means`` = m, mu rounded to the
+    data's dtype, and ``means_low`` = l = mu - m: x and m are exact in that dtype,
     so the residual is within about 1 ulp of itself, as if computed in
-    float64 and rounded once.  Over the rows the sums run in X's dtype, then
+    float64 and rounded once.  Over the rows the sums run in the data's dtype, then
     they are added in float64.  Feature pairs go in 4 x 2 tiles, so that each
     value loaded serves several products; each tile ends in 8 horizontal
     sums, which the caller amortises by passing blocks of several hundred
     rows (measured: float32 moments 1.3x faster with 856 rows than 256)."""
-    n_rows, n_features = X.shape
-    n_components = means.shape[0]
+    n_components, n_features = means.shape
     padded = second.shape[1]
-    transpose_rows(X, 0, n_rows, rows_t)
     for k in range(n_components):
         r = resp[k]
         for a in range(n_features):
             mean = means[k, a]
             low = means_low[k, a]
-            column = rows_t[a]
+            column = columns[a]
             out = centred[a]
             out_weighted = weighted[a]
             # Loops in one type only, which vectorise (measured: float32
