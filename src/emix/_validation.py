@@ -130,7 +130,8 @@ def check_finite(array: np.ndarray, *, name: str = "X") -> None:
 
 
 def check_sample_weight(
-    sample_weight: Any, n_samples: int, *, name: str = "sample_weight"
+    sample_weight: Any, n_samples: int, *, name: str = "sample_weight",
+    allow_all_zero: bool = False,
 ) -> np.ndarray | None:
     """Validate frequency weights: finite, non-negative, not all zero.
 
@@ -168,7 +169,7 @@ def check_sample_weight(
             f"occurs); got {weights[first]!r} at index {first}. Drop the sample "
             "or give it weight 0."
         )
-    if not (weights > 0).any():
+    if not allow_all_zero and not (weights > 0).any():
         raise InvalidInputError(
             f"{name} is zero everywhere: at least one sample needs a positive weight "
             "for there to be anything to fit."

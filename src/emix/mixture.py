@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -49,10 +50,12 @@ from .exceptions import (
     floating_point_guard,
     not_fitted,
 )
+from .execution.chunked import ChunkedData, memmap_source
 from .execution.memory import InMemoryData, default_chunk_rows, default_task_rows
 from .execution.threads import available_cores, single_threaded_blas
 from .families.covariance import COVARIANCE_MODELS
 from .families.gaussian import GaussianFamily, GaussianParams
+from .io.tables import iter_chunks
 
 logger = logging.getLogger("emix")
 
@@ -250,26 +253,23 @@ class GaussianMixture:
         self
         """
         settings = self._check_settings()
-        names = check.feature_names_of(X)
-        X = check.as_float_array(X)
-        weights = check.check_sample_weight(sample_weight, X.shape[0])
-        if weights is not None:
-            # The fit does not depend on the weights' scale; a power of two
-            # brings them near 1 exactly, whatever their range (1e-320, 1e300).
-            weights = np.ldexp(weights, -np.frexp(weights.max())[1])
-        n_components = settings["n_components"]
-        self._check_sample_count(X, weights, n_components)
-        family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
-        user_init = self._check_initial_parameters(family, n_components, X.shape[1])
+        with ExitStack() as opened:
+            data, names = self._data_for_fit(X, sample_weight, settings, opened)
+            return self._fit_data(data, names, settings, progress)
 
-        data = InMemoryData(X, weights, chunk_rows=self.chunk_size or default_task_rows(
-            X.shape[0], settings["n_threads"]))
+    def _fit_data(self, data: Any, names: np.ndarray | None, settings: dict[str, Any],
+                  progress: Callable[[Progress], None] | None) -> GaussianMixture:
+        n_components = settings["n_components"]
+        self._check_sample_count(data.n_positive, n_components)
+        family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
+        n_features = data.n_features
+        user_init = self._check_initial_parameters(family, n_components, n_features)
         rng = check.check_random_state(self.random_state)
 
         continuing = bool(self.warm_start) and self.__sklearn_is_fitted__()
         if continuing:
-            self._check_n_features(X)
-            self._check_warm_start_shapes(family, n_components, X.shape[1])
+            self._check_n_features(n_features)
+            self._check_warm_start_shapes(family, n_components, n_features)
             start = self._fitted_params()
 
             def initialise(restart: int) -> GaussianParams:
@@ -289,7 +289,7 @@ class GaussianMixture:
             if distinct[0].shape[0] < n_components:
                 raise InvalidInputError(
                     f"X has only {distinct[0].shape[0]} distinct rows (with positive weight"
-                    f"{'' if X.shape[0] <= SAMPLE_ROWS else ', in a sample of the rows'}) "
+                    f"{'' if data.n_samples <= SAMPLE_ROWS else ', in a sample of the rows'}) "
                     f"for n_components={n_components}: some components would coincide. "
                     "Lower n_components."
                 )
@@ -315,13 +315,13 @@ class GaussianMixture:
         with ExitStack() as threads, floating_point_guard():
             if settings["n_threads"] > 1:
                 blas_limited = threads.enter_context(single_threaded_blas())
-                if blas_limited or not family.calls_blas(X.shape[1]):
+                if blas_limited or not family.calls_blas(n_features):
                     data.n_threads = settings["n_threads"]
             result = run_restarts(family, data, initialise, n_init=n_init,
                                   tol=settings["tol"], max_iter=settings["max_iter"],
                                   on_collapse=settings["on_collapse"],
                                   callback=report if log_progress or progress else None)
-            self._set_fitted(result, X.dtype, family, names, X.shape[1])
+            self._set_fitted(result, data.dtype, family, names, n_features)
             self._warn_about_features(*data.column_summary())
         self._warn_about(result)
         return self
@@ -364,9 +364,8 @@ class GaussianMixture:
             )
 
     @staticmethod
-    def _check_sample_count(X: np.ndarray, weights: np.ndarray | None,
-                            n_components: int) -> None:
-        n_samples = X.shape[0] if weights is None else int(np.count_nonzero(weights))
+    def _check_sample_count(n_samples: int, n_components: int) -> None:
+        """``n_samples``: rows with positive weight."""
         if n_samples < 2:
             raise InvalidInputError(
                 f"n_samples={n_samples}: at least 2 samples (with positive weight) are "
@@ -377,6 +376,52 @@ class GaussianMixture:
                 f"n_samples={n_samples} is fewer than n_components={n_components}: each "
                 "component needs at least one sample. Lower n_components or pass more data."
             )
+
+    def _data_for_fit(self, X: Any, sample_weight: Any, settings: dict[str, Any],
+                      opened: ExitStack) -> tuple[Any, np.ndarray | None]:
+        """The back-end that reads ``X``, and its feature names: in memory,
+        chunk by chunk (files, memory maps, chunk sources) or on Dask."""
+        chunk_size = settings["chunk_size"]
+        if _is_dask_collection(X):
+            from .execution.dask_data import DaskData
+
+            return DaskData.from_collection(X, sample_weight, chunk_rows=chunk_size)
+        if isinstance(X, (str, os.PathLike)):
+            table = opened.enter_context(iter_chunks(X, chunk_rows=chunk_size))
+            weights = self._weights_for_source(sample_weight)
+            return ChunkedData(lambda: iter(table), sample_weight=weights, label=repr(str(X)),
+                               task_rows=chunk_size), None
+        if isinstance(X, np.memmap):
+            weights = check.check_sample_weight(sample_weight, X.shape[0])
+            return ChunkedData(memmap_source(X, chunk_size), sample_weight=weights,
+                               label="the memory map", task_rows=chunk_size), None
+        if isinstance(X, Iterator):
+            raise InvalidInputError(
+                f"X is a one-shot iterator ({type(X).__name__}): EM reads the data once per "
+                "iteration, and an iterator can be read only once. Pass a function that "
+                "returns a fresh iterator of chunks instead, e.g. fit(lambda: read_chunks())."
+            )
+        if callable(X) and not hasattr(X, "__array__") and not hasattr(X, "shape"):
+            return ChunkedData(X, sample_weight=self._weights_for_source(sample_weight),
+                               task_rows=chunk_size), None
+        names = check.feature_names_of(X)
+        X = check.as_float_array(X)
+        weights = check.check_sample_weight(sample_weight, X.shape[0])
+        if weights is not None:
+            # The fit does not depend on the weights' scale; a power of two
+            # brings them near 1 exactly, whatever their range (1e-320, 1e300).
+            weights = np.ldexp(weights, -np.frexp(weights.max())[1])
+        return InMemoryData(X, weights, chunk_rows=chunk_size or default_task_rows(
+            X.shape[0], settings["n_threads"])), names
+
+    @staticmethod
+    def _weights_for_source(sample_weight: Any) -> np.ndarray | None:
+        """Weights given apart from a chunked source: checked here, matched
+        to its rows by the source."""
+        if sample_weight is None:
+            return None
+        weights = np.asarray(sample_weight)
+        return check.check_sample_weight(weights, weights.reshape(-1).shape[0])
 
     def _check_initial_parameters(self, family: GaussianFamily, n_components: int,
                                   n_features: int) -> dict[str, np.ndarray | None]:
@@ -429,7 +474,7 @@ class GaussianMixture:
                 f"reg_covar can explain (decreases at iterations "
                 f"{[i for i, _ in result.decreases][:5]}); the best parameters seen are "
                 "returned. Try another random_state, a larger reg_covar or fewer components.",
-                ConvergenceWarning, stacklevel=3)
+                ConvergenceWarning, stacklevel=4)
         elif result.state != CONVERGED:
             change = (result.history[-1] - result.history[-2]
                       if len(result.history) > 1 else float("nan"))
@@ -437,7 +482,7 @@ class GaussianMixture:
                 f"EM did not converge in max_iter={self.max_iter} iterations (last change "
                 f"of the log-likelihood {change:.3g}, tol={self.tol}). Increase max_iter "
                 "or tol, or check the data for degenerate structure.",
-                ConvergenceWarning, stacklevel=3)
+                ConvergenceWarning, stacklevel=4)
         if result.collapses:
             shown = "; ".join(
                 f"{'shared covariance' if c.component < 0 else f'component {c.component}'} "
@@ -447,7 +492,7 @@ class GaussianMixture:
             warnings.warn(
                 f"{len(result.collapses)} component collapse(s) repaired: {shown}{more}. "
                 "See collapses_; fewer n_components or a larger reg_covar may fit the data better.",
-                ComponentCollapseWarning, stacklevel=3)
+                ComponentCollapseWarning, stacklevel=4)
 
     def _warn_about_features(self, low: np.ndarray, high: np.ndarray,
                              variance: np.ndarray) -> None:
@@ -458,14 +503,14 @@ class GaussianMixture:
             warnings.warn(
                 f"feature(s) {constant.tolist()[:10]} are constant: their variance in every "
                 f"component is reg_covar={self.reg_covar:g}. Drop them if they carry no "
-                "information.", DataWarning, stacklevel=3)
+                "information.", DataWarning, stacklevel=4)
         swamped = np.flatnonzero((high > low) & (variance < self.reg_covar))
         if swamped.size:
             warnings.warn(
                 f"reg_covar={self.reg_covar:g} exceeds the variance of feature(s) "
                 f"{swamped.tolist()[:10]} (smallest {variance[swamped].min():.3g}): the "
                 "fitted covariances there reflect the regulariser, not the data. "
-                "Standardise the data or lower reg_covar.", DataWarning, stacklevel=3)
+                "Standardise the data or lower reg_covar.", DataWarning, stacklevel=4)
 
     def _log_progress(self, progress: Progress) -> None:
         if progress.iteration % self.verbose_interval == 0 or progress.state != "running":
@@ -514,19 +559,19 @@ class GaussianMixture:
         family = GaussianFamily(self.covariance_type, self.reg_covar)
         self._check_feature_names(X)
         X = check.as_float_array(X)
-        self._check_n_features(X)
+        self._check_n_features(X.shape[1])
         rows = self.chunk_size or default_chunk_rows(params.n_components, X.shape[1],
                                                     X.dtype.itemsize)
         return family, params, InMemoryData(X, chunk_rows=rows)
 
-    def _check_n_features(self, X: np.ndarray) -> None:
-        if X.shape[1] != self.n_features_in_:
+    def _check_n_features(self, n_features: int) -> None:
+        if n_features != self.n_features_in_:
             hint = ""
-            if X.shape[1] == 1:
+            if n_features == 1:
                 hint = (" (1-D input is read as one feature per sample; "
                         "Reshape your data with X.reshape(1, -1) if it is a single sample)")
             raise InvalidInputError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input{hint}."
             )
 
@@ -652,6 +697,11 @@ def _user_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise InvalidInputError(f"{name} contains NaN or inf; pass finite values.")
     return array
+
+
+def _is_dask_collection(X: Any) -> bool:
+    """A Dask array or data frame, recognised without importing Dask."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "__dask_graph__")
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .summary import ColumnSummary, summarise
 from .threads import thread_pool
 from .workspace import Workspace
 
@@ -126,36 +127,16 @@ class InMemoryData:
     def column_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each column's minimum, maximum and (weighted) variance over the
         rows of positive weight, in one pass of chunks (float64)."""
-        n_features = self.n_features
-        low = np.full(n_features, np.inf)
-        high = np.full(n_features, -np.inf)
-        total = 0.0
-        first = np.zeros(n_features)
-        second = np.zeros(n_features)
-        origin = None
         # Short blocks: this pass's temporaries (a few per block) are not
         # the E-step's, and should not add to a fit's peak memory.
-        for X, weights in self.chunks(SUMMARY_ROWS):
-            if weights is not None:
-                keep = weights > 0
-                X, weights = X[keep], weights[keep]
-            if X.shape[0] == 0:
-                continue
-            if origin is None:  # moments about a data row keep their digits
-                origin = X[0].astype(np.float64)
-            np.minimum(low, X.min(axis=0), out=low)
-            np.maximum(high, X.max(axis=0), out=high)
-            centred = X - origin
-            if weights is None:
-                total += X.shape[0]
-                first += centred.sum(axis=0)
-                second += np.einsum("ij,ij->j", centred, centred)
-            else:
-                total += weights.sum()
-                first += weights @ centred
-                second += weights @ (centred * centred)
-        mean = first / total
-        return low, high, np.maximum(second / total - mean * mean, 0.0)
+        return summarise(ColumnSummary.of(X, weights) for X, weights in self.chunks(SUMMARY_ROWS))
+
+    @property
+    def n_positive(self) -> int:
+        """Rows of positive weight."""
+        if self.sample_weight is None:
+            return self.n_samples
+        return int(np.count_nonzero(self.sample_weight))
 
     def sample(self, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """At most ``max_rows`` rows with positive weight, and their weights.

@@ -37,6 +37,7 @@ import numpy as np
 from .._text import one_line
 from ..exceptions import InvalidInputError
 from .atomic import atomic_output, check_writable
+from .pages import can_release, release_pages
 
 __all__ = ["ChunkedTable", "Table", "TableWriter", "iter_chunks", "output_format",
            "read_data", "read_table", "write_table"]
@@ -56,6 +57,9 @@ _SUPPORTED = ("supported formats are delimited text (.csv, .tsv, .txt, .dat), "
 #: Rows per block when a whole table is read: large enough that per-block
 #: overhead vanishes, small enough that the text of a block stays small.
 _BLOCK_ROWS = 1 << 16
+
+#: Bytes of one chunk when a table is streamed and no size is asked for.
+CHUNK_BYTES = 64 * 2**20
 
 _OUTPUT_FORMATS = ("csv", "tsv", "json")
 
@@ -172,7 +176,7 @@ def read_data(source: str | os.PathLike, *, columns: Sequence[str] | None = None
     return Table(X, [src.names[j] for j in data], w)
 
 
-def iter_chunks(source: str | os.PathLike, *, chunk_rows: int,
+def iter_chunks(source: str | os.PathLike, *, chunk_rows: int | None,
                 columns: Sequence[str] | None = None,
                 stdin: IO[str] | None = None) -> ChunkedTable:
     """Stream a numeric table ``chunk_rows`` rows at a time.
@@ -188,16 +192,17 @@ def iter_chunks(source: str | os.PathLike, *, chunk_rows: int,
     ----------
     source, columns, stdin
         As for :func:`read_data`.
-    chunk_rows : int
-        The most rows per chunk (>= 1).
+    chunk_rows : int or None
+        The most rows per chunk (>= 1); None: CHUNK_BYTES worth of float64.
 
     Returns
     -------
     ChunkedTable
         Iterable of float64 arrays; ``.names`` names their columns.
     """
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int | np.integer) \
-            or chunk_rows < 1:
+    if chunk_rows is not None and (isinstance(chunk_rows, bool)
+                                   or not isinstance(chunk_rows, int | np.integer)
+                                   or chunk_rows < 1):
         raise InvalidInputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     src = _open_source(source, stdin)
     try:
@@ -205,6 +210,8 @@ def iter_chunks(source: str | os.PathLike, *, chunk_rows: int,
     except BaseException:
         src.close()
         raise
+    if chunk_rows is None:
+        chunk_rows = max(1, CHUNK_BYTES // (8 * len(data)))
     return ChunkedTable(src, data, int(chunk_rows))
 
 
@@ -631,10 +638,13 @@ class _NpySource(_Source):
         array = self._array
         names = [self.names[j] for j in select]
         whole = select == list(range(array.shape[1]))
+        release = can_release(array)
         for start in range(0, array.shape[0], rows):
             part = array[start:start + rows]
             # Only the slice is read from disk; the copy detaches it from the map.
             values = np.array(part if whole else part[:, select], dtype=np.float64)
+            if release:  # a pass over a large file must not stay resident
+                release_pages(part)
             _check_finite(values, names, self.label, start + 1)
             yield values
 
