@@ -8,7 +8,8 @@ HEAVY = ("matplotlib", "dask", "distributed", "torch", "cupy", "sklearn", "panda
 
 MODULES = ("emix", "emix.cli.main", "emix.cli.progress", "emix.io.model_file",
            "emix.io.tables", "emix.datasets", "emix.em.engine", "emix.em.init", "emix.families",
-           "emix.execution", "emix.selection", "emix.plotting")
+           "emix.execution", "emix.execution.dask_data", "emix.execution.chunked",
+           "emix.selection", "emix.plotting")
 
 
 def test_no_optional_stack_is_imported():

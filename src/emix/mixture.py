@@ -34,6 +34,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from .exceptions import (
 from .execution.chunked import ChunkedData, memmap_source
 from .execution.memory import InMemoryData, default_chunk_rows, default_task_rows
 from .execution.threads import available_cores, single_threaded_blas
+from .execution.workspace import Workspace
 from .families.covariance import COVARIANCE_MODELS
 from .families.gaussian import GaussianFamily, GaussianParams
 from .io.tables import iter_chunks
@@ -591,15 +593,35 @@ class GaussianMixture:
                 f"Fitted with {list(fitted)[:10]}, got {list(given)[:10]}."
             )
 
+    def _predict_dask(self, X: Any, method: str, per_component: bool) -> Any:
+        """``family.<method>`` on each block of a Dask collection, lazily."""
+        from .execution.dask_data import map_rows
+
+        params = self._fitted_params(with_factor=False)
+        family = GaussianFamily(self.covariance_type, self.reg_covar)
+        self._check_feature_names(X)
+        if hasattr(X, "to_dask_array"):
+            X = X.to_dask_array(lengths=True)
+        self._check_n_features(1 if X.ndim == 1 else X.shape[1])
+        dtype = np.dtype(X.dtype if X.dtype in (np.float32, np.float64) else np.float64)
+        return map_rows(X, partial(_predict_block, family, params, method, dtype),
+                        params.n_components if per_component else None, dtype)
+
     def score_samples(self, X: Any) -> np.ndarray:
-        """Log-density ``log p(x_i)`` of each row, shape (n_samples,)."""
+        """Log-density ``log p(x_i)`` of each row, shape (n_samples,); a
+        Dask array for a Dask collection."""
+        if _is_dask_collection(X):
+            return self._predict_dask(X, "log_density", per_component=False)
         family, params, data = self._data_for_prediction(X)
         out = np.empty(data.n_samples, dtype=data.dtype)
         with floating_point_guard():
             return data.map_rows(lambda chunk, ws: family.log_density(params, chunk, ws), out)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Posterior probability of each component, shape (n_samples, K)."""
+        """Posterior probability of each component, shape (n_samples, K); a
+        Dask array for a Dask collection."""
+        if _is_dask_collection(X):
+            return self._predict_dask(X, "responsibilities", per_component=True)
         family, params, data = self._data_for_prediction(X)
         out = np.empty((data.n_samples, params.n_components), dtype=data.dtype)
         with floating_point_guard():
@@ -697,6 +719,14 @@ def _user_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise InvalidInputError(f"{name} contains NaN or inf; pass finite values.")
     return array
+
+
+def _predict_block(family: GaussianFamily, params: GaussianParams, method: str,
+                   dtype: np.dtype, X: np.ndarray) -> np.ndarray:
+    """One block of a Dask prediction (module level, so that it pickles)."""
+    X = check.as_float_array(X, dtype=dtype)
+    with floating_point_guard():
+        return getattr(family, method)(params, X, Workspace())
 
 
 def _is_dask_collection(X: Any) -> bool:

@@ -63,12 +63,12 @@ class InMemoryData:
     """Rows of an array (and optional frequency weights), visited in chunks."""
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
-                 chunk_rows: int, n_threads: int = 1):
+                 chunk_rows: int, n_threads: int = 1, workspace: Workspace | None = None):
         self.X = X
         self.sample_weight = sample_weight
         self.chunk_rows = int(chunk_rows)
         self.n_threads = max(1, int(n_threads))
-        self.workspace = Workspace()
+        self.workspace = Workspace() if workspace is None else workspace
         self._workspaces = threading.local()
 
     @property

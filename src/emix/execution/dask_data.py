@@ -1,0 +1,260 @@
+"""Fits on Dask: the E-step runs on the workers, block by block, the
+statistics are tree-summed there, and only their sum (a few kB) reaches the
+client, which runs the M-step.
+
+The data are ``persist``-ed once and stay on the workers across
+iterations; each iteration is one ``compute()`` of a graph that sends the
+parameters (one small task, shared by every block) and never gathers rows.
+A worker lost mid-iteration costs only its tasks: Dask recomputes them (and
+any persisted block it held, from the graph that made it), so the fit ends
+with the same parameters as an undisturbed one.
+
+Dask is optional (``emix[dask]``) and imported only here.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from collections.abc import Callable
+from functools import reduce
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import InvalidInputError
+from .memory import InMemoryData, default_task_rows
+from .summary import ColumnSummary, RowSample
+from .workspace import Workspace
+
+#: Parts summed by one task of the tree reduction.
+FAN_IN = 8
+
+_worker_state = threading.local()
+
+
+def _modules():
+    try:
+        import dask
+        import dask.array as da
+    except ImportError:
+        raise InvalidInputError(
+            "fitting a Dask collection needs Dask: pip install 'emix[dask]'") from None
+    return dask, da
+
+
+class DaskData:
+    """A Dask array's rows (and optional weights), persisted on the cluster."""
+
+    def __init__(self, X: Any, weights: Any | None):
+        dask, _ = _modules()
+        self.n_threads = 1  # the workers' own threads run the blocks
+        if weights is None:
+            (self.X,) = dask.persist(X)
+            self.weights = None
+        else:
+            self.X, self.weights = dask.persist(X, weights)
+        self.n_samples, self.n_features = (int(n) for n in self.X.shape)
+        self.dtype = np.dtype(self.X.dtype)
+        self._starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).astype(int)
+        self._survey()
+
+    @classmethod
+    def from_collection(cls, X: Any, sample_weight: Any = None, *,
+                        chunk_rows: int | None = None) -> tuple[DaskData, np.ndarray | None]:
+        """Checked and laid out for the fit: one block across all columns,
+        ``chunk_rows`` rows per block if given, integers as float64.
+        Returns the data and the feature names (a data frame's string
+        column names, else None)."""
+        _, da = _modules()
+        names = None
+        if hasattr(X, "to_dask_array"):  # a Dask DataFrame or Series
+            columns = list(getattr(X, "columns", [getattr(X, "name", None)]))
+            if columns and all(isinstance(c, str) for c in columns):
+                names = np.asarray(columns, dtype=object)
+            X = X.to_dask_array(lengths=True)
+        if X.dtype.kind not in "biuf":
+            raise InvalidInputError(
+                f"X has dtype {X.dtype}, which is not numeric; pass numbers "
+                "(convert with X.astype(float)).")
+        if X.ndim == 1:
+            X = X.reshape(-1, 1)
+        if X.ndim != 2:
+            raise InvalidInputError(
+                f"X must be 1-D (one feature) or 2-D (samples x features); got a Dask "
+                f"array with {X.ndim} dimensions.")
+        if any(np.isnan(c) for c in X.chunks[0]):
+            X = X.compute_chunk_sizes()
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise InvalidInputError(f"X has shape {X.shape}; pass at least one row and column.")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        X = X.rechunk({0: chunk_rows or X.chunks[0], 1: -1})
+        weights = None
+        if sample_weight is not None:
+            if hasattr(sample_weight, "to_dask_array"):
+                sample_weight = sample_weight.to_dask_array(lengths=True)
+            weights = da.asarray(sample_weight).astype(np.float64)
+            weights = weights.reshape(-1) if weights.ndim == 2 and 1 in weights.shape \
+                else weights
+            if weights.shape != (X.shape[0],):
+                raise InvalidInputError(
+                    f"sample_weight must have shape ({X.shape[0]},), one weight per sample "
+                    f"of X; got shape {weights.shape}.")
+            weights = weights.rechunk({0: X.chunks[0]})
+        return cls(X, weights), names
+
+    # -- graph building ------------------------------------------------------------
+    def _blocks(self) -> list[tuple[Any, Any]]:
+        rows = self.X.to_delayed().ravel()
+        if self.weights is None:
+            return [(block, None) for block in rows]
+        return list(zip(rows, self.weights.to_delayed().ravel(), strict=True))
+
+    def _tree_sum(self, parts: list[Any]) -> Any:
+        import dask
+
+        while len(parts) > 1:
+            parts = [dask.delayed(_sum)(parts[i:i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
+        return parts[0]
+
+    def _map_sum(self, function: Callable, *shared: Any, per_block: list | None = None) -> Any:
+        """``sum(function(*shared, X_block, w_block, *per_block[i]))``, computed
+        on the cluster; ``shared`` travel once, as one task each."""
+        import dask
+
+        shared = [dask.delayed(value) for value in shared]
+        call = dask.delayed(function)
+        extra = per_block or [()] * len(self._starts)
+        parts = [call(*shared, X, w, *more)
+                 for (X, w), more in zip(self._blocks(), extra, strict=True)]
+        (total,) = dask.compute(self._tree_sum(parts))
+        return total
+
+    # -- the back-end interface ----------------------------------------------------
+    def _survey(self) -> None:
+        survey = self._map_sum(_block_survey)
+        if survey.bad_rows:
+            raise InvalidInputError(
+                f"X contains NaN or inf in {survey.bad_rows} row(s); EM needs finite numbers. "
+                "Drop those rows first, e.g. X[da.isfinite(X).all(axis=1)].")
+        if survey.bad_weights:
+            raise InvalidInputError(
+                f"sample_weight holds {survey.bad_weights} negative, NaN or inf weight(s); "
+                "frequency weights must be finite and >= 0.")
+        if survey.summary is None:
+            raise InvalidInputError(
+                "sample_weight is zero everywhere: at least one sample needs a positive "
+                "weight for there to be anything to fit.")
+        self.n_positive = survey.positive
+        self._summary = survey.summary.result()
+        self._weight_exponent = (0 if self.weights is None
+                                 else -int(np.frexp(survey.largest_weight)[1]))
+
+    def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:
+        return self._map_sum(_block_step, step, self._weight_exponent)
+
+    def column_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._summary
+
+    def sample(self, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`InMemoryData.sample`; a large sample is drawn block by
+        block on the workers (bottom-k, each block with its own seed from
+        ``rng``) and merged, so at most ``max_rows`` rows per task reach the
+        client."""
+        exponent = self._weight_exponent
+        if self.n_positive <= max_rows:
+            sample = self._map_sum(_block_rows, exponent)
+            return sample.rows, sample.weights
+        seeds = rng.integers(2**63, size=len(self._starts))
+        sample = self._map_sum(_block_sample, max_rows, exponent,
+                               per_block=list(zip(self._starts, seeds, strict=True)))
+        return sample.result()
+
+
+# ------------------------------------------------------------ tasks on the workers
+
+
+def _sum(parts: list[Any]) -> Any:
+    return reduce(operator.add, parts)
+
+
+def _scaled(weights: np.ndarray | None, exponent: int) -> np.ndarray | None:
+    return None if weights is None else np.ldexp(weights, exponent)
+
+
+def _block_step(step, exponent: int, X: np.ndarray, weights: np.ndarray | None) -> Any:
+    """The E-step's statistics of one block, through the in-memory back-end
+    (one thread: the worker's threads share the blocks); its workspace is
+    kept per worker thread, so buffers are reused across tasks."""
+    workspace = getattr(_worker_state, "workspace", None)
+    if workspace is None:
+        workspace = _worker_state.workspace = Workspace()
+    data = InMemoryData(X, _scaled(weights, exponent),
+                        chunk_rows=default_task_rows(X.shape[0]), workspace=workspace)
+    return data.map_reduce(step)
+
+
+class _Survey:
+    """What one pass learns about the blocks; adds up."""
+
+    def __init__(self, X: np.ndarray, weights: np.ndarray | None):
+        finite = np.isfinite(X).all(axis=1)
+        self.bad_rows = int(X.shape[0] - np.count_nonzero(finite))
+        if weights is None:
+            self.bad_weights = 0
+            self.positive = X.shape[0]
+            self.largest_weight = 1.0
+        else:
+            valid = np.isfinite(weights) & (weights >= 0)
+            self.bad_weights = int(weights.size - np.count_nonzero(valid))
+            self.positive = int(np.count_nonzero(weights > 0))
+            self.largest_weight = float(weights[valid].max(initial=0.0))
+        clean = finite & (True if weights is None else np.isfinite(weights))
+        self.summary = ColumnSummary.of(X[clean], None if weights is None else weights[clean])
+
+    def __add__(self, other: _Survey) -> _Survey:
+        total = object.__new__(_Survey)
+        total.bad_rows = self.bad_rows + other.bad_rows
+        total.bad_weights = self.bad_weights + other.bad_weights
+        total.positive = self.positive + other.positive
+        total.largest_weight = max(self.largest_weight, other.largest_weight)
+        total.summary = (other.summary if self.summary is None
+                         else self.summary + other.summary)
+        return total
+
+
+def _block_survey(X: np.ndarray, weights: np.ndarray | None) -> _Survey:
+    return _Survey(X, weights)
+
+
+def _block_rows(exponent: int, X: np.ndarray, weights: np.ndarray | None) -> RowSample:
+    """Every row of positive weight of a block (for a sample of all rows)."""
+    if weights is not None:
+        keep = weights > 0
+        X, weights = X[keep], weights[keep]
+    weights = np.ones(X.shape[0]) if weights is None else _scaled(weights, exponent)
+    empty = np.zeros(0)
+    return RowSample(empty, empty.astype(np.int64), X, weights, size=X.shape[0])
+
+
+def _block_sample(max_rows: int, exponent: int, X: np.ndarray, weights: np.ndarray | None,
+                  start: int, seed: int) -> RowSample:
+    return RowSample.of(X, _scaled(weights, exponent), int(start), max_rows,
+                        np.random.default_rng(int(seed)))
+
+
+# ------------------------------------------------------------------- predictions
+
+
+def map_rows(X: Any, function: Callable[[np.ndarray], np.ndarray], n_columns: int | None,
+             dtype: np.dtype) -> Any:
+    """``function`` applied to each block of rows of a Dask array, lazily:
+    a Dask array of shape (n,) (``n_columns`` None) or (n, n_columns)."""
+    _modules()
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    X = X.rechunk({1: -1})
+    if n_columns is None:
+        return X.map_blocks(function, drop_axis=1, dtype=dtype)
+    return X.map_blocks(function, chunks=(X.chunks[0], (n_columns,)), dtype=dtype)
