@@ -28,6 +28,7 @@ Where emix differs on purpose:
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import os
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import _validation as check
+from .em.checkpoint import Checkpoint
 from .em.engine import COLLAPSE_POLICIES, Progress, run_restarts
 from .em.init import INIT_METHODS, SAMPLE_ROWS, distinct_rows, initial_params
 from .em.monitor import CONVERGED, DIVERGED
@@ -234,7 +236,8 @@ class GaussianMixture:
 
     # -- fitting -----------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None, *,
-            progress: Callable[[Progress], None] | None = None) -> GaussianMixture:
+            progress: Callable[[Progress], None] | None = None,
+            checkpoint: str | os.PathLike | None = None) -> GaussianMixture:
         """Estimate the parameters by EM.
 
         Parameters
@@ -249,6 +252,14 @@ class GaussianMixture:
             seconds, state) after every iteration of every initialisation.
             emix itself never prints: this and the ``"emix"`` logger are how
             it reports.
+        checkpoint : path, optional
+            A file where the state of the fit is written (atomically) after
+            every iteration.  A fit that was killed, started again with the
+            same arguments and checkpoint, resumes where it stopped and ends
+            with the same parameters as an uninterrupted fit; once the fit
+            has finished, the file holds its result and a repeated call
+            returns it without refitting.  A checkpoint written by a fit
+            with other settings or data of another shape is refused.
 
         Returns
         -------
@@ -257,10 +268,11 @@ class GaussianMixture:
         settings = self._check_settings()
         with ExitStack() as opened:
             data, names = self._data_for_fit(X, sample_weight, settings, opened)
-            return self._fit_data(data, names, settings, progress)
+            return self._fit_data(data, names, settings, progress, checkpoint)
 
     def _fit_data(self, data: Any, names: np.ndarray | None, settings: dict[str, Any],
-                  progress: Callable[[Progress], None] | None) -> GaussianMixture:
+                  progress: Callable[[Progress], None] | None,
+                  checkpoint_path: str | os.PathLike | None) -> GaussianMixture:
         n_components = settings["n_components"]
         self._check_sample_count(data.n_positive, n_components)
         family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
@@ -319,7 +331,11 @@ class GaussianMixture:
                 blas_limited = threads.enter_context(single_threaded_blas())
                 if blas_limited or not family.calls_blas(n_features):
                     data.n_threads = settings["n_threads"]
-            result = run_restarts(family, data, initialise, n_init=n_init,
+            checkpoint = None
+            if checkpoint_path is not None:
+                checkpoint = Checkpoint(checkpoint_path, self._fingerprint(
+                    settings, data, user_init, start if continuing else None), rng)
+            result = run_restarts(family, data, initialise, n_init=n_init, checkpoint=checkpoint,
                                   tol=settings["tol"], max_iter=settings["max_iter"],
                                   on_collapse=settings["on_collapse"],
                                   callback=report if log_progress or progress else None)
@@ -364,6 +380,25 @@ class GaussianMixture:
                 f"n_components={n_components}, covariance_type={self.covariance_type!r}. "
                 "Set warm_start=False to fit afresh."
             )
+
+    def _fingerprint(self, settings: dict[str, Any], data: Any,
+                     user_init: dict[str, np.ndarray | None],
+                     start: GaussianParams | None) -> dict[str, Any]:
+        """What identifies a fit for its checkpoint: the settings that change
+        its result, the given starting values and the data's shape."""
+        kept = {key: value for key, value in settings.items()
+                if key not in ("verbose", "verbose_interval", "n_threads")}
+        arrays = [value for value in user_init.values() if value is not None]
+        if start is not None:
+            arrays += [start.weights, start.means, start.prec_chol]
+        digest = hashlib.sha256()
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        seed = self.random_state
+        return {**kept,
+                "random_state": int(seed) if isinstance(seed, (int, np.integer)) else None,
+                "starting values": digest.hexdigest()[:16] if arrays else None,
+                "data": [data.n_samples, data.n_features, str(data.dtype), data.n_positive]}
 
     @staticmethod
     def _check_sample_count(n_samples: int, n_components: int) -> None:

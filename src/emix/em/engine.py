@@ -19,6 +19,7 @@ import numpy as np
 
 from ..exceptions import DegenerateComponentError
 from ..families.base import Collapse, MStepReport
+from .checkpoint import RunState
 from .monitor import DIVERGED, RUNNING, ConvergenceMonitor
 
 logger = logging.getLogger("emix")
@@ -59,19 +60,48 @@ class EMResult:
 def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
            on_collapse: str = "floor",
            callback: Callable[[Progress], None] | None = None,
-           restart: int = 0, n_restarts: int = 1) -> EMResult:
-    """Run EM from ``params`` until convergence, ``max_iter`` or divergence."""
+           restart: int = 0, n_restarts: int = 1, checkpoint: Any = None,
+           resume: RunState | None = None) -> EMResult:
+    """Run EM from ``params`` until convergence, ``max_iter`` or divergence.
+
+    With a ``checkpoint`` the run's state is saved after every iteration;
+    ``resume`` (a saved state) continues a run instead of starting one, and
+    then ``params`` is ignored.
+    """
     started = time.perf_counter()
     monitor = ConvergenceMonitor(tol, max_iter)
-    stats = data.map_reduce(partial(family.e_step, params))
-    log_likelihood = stats.log_likelihood / stats.total_weight
-    monitor.start(log_likelihood)
-    best = (log_likelihood, params, 0)
-    collapses: list[Collapse] = []
-    reseeds_left = params.n_components
-    floors: dict[int, np.ndarray] = {}  # kept from the M-step that applied them on
+    if resume is None:
+        stats = data.map_reduce(partial(family.e_step, params))
+        log_likelihood = stats.log_likelihood / stats.total_weight
+        monitor.start(log_likelihood)
+        best = (log_likelihood, params, 0)
+        collapses: list[Collapse] = []
+        reseeds_left = params.n_components
+        floors: dict[int, np.ndarray] = {}  # kept from the M-step that applied them on
+    else:
+        # The saved parameters' statistics are recomputed (the same numbers:
+        # the E-step is deterministic); everything else is as it was saved.
+        params = resume.params
+        stats = data.map_reduce(partial(family.e_step, params))
+        monitor.history = list(resume.history)
+        monitor.state = resume.state
+        monitor.decreases = list(resume.decreases)
+        best = (resume.best_log_likelihood, resume.best_params, resume.best_iteration)
+        collapses = list(resume.collapses)
+        reseeds_left = resume.reseeds_left
+        floors = dict(resume.floors)
     _notify(callback, restart, n_restarts, monitor, started)
 
+    def save() -> None:
+        if checkpoint is not None:
+            checkpoint.save_run(restart, RunState(
+                params=params, history=monitor.history, state=monitor.state,
+                decreases=monitor.decreases, collapses=collapses, reseeds_left=reseeds_left,
+                floors=floors, best_log_likelihood=best[0], best_params=best[1],
+                best_iteration=best[2]))
+
+    if resume is None:
+        save()
     while monitor.state == RUNNING:
         iteration = monitor.n_iter + 1
         new_params, report = family.m_step(stats, floors)
@@ -93,9 +123,11 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
                        regularised=bool(floors) or family.regularised)
         if log_likelihood > best[0] or fresh_start:
             best = (log_likelihood, params, monitor.n_iter)
+        save()
         _notify(callback, restart, n_restarts, monitor, started)
 
     history = monitor.history
+    log_likelihood = history[-1]
     if monitor.state == DIVERGED:
         # Return the best parameters seen, with the history that led to them,
         # so that history[n_iter] is always their log-likelihood.
@@ -107,17 +139,27 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
 
 
 def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_init: int,
-                 **options: Any) -> EMResult:
+                 checkpoint: Any = None, **options: Any) -> EMResult:
     """``n_init`` EM runs from ``initialise(i)``; the one with the highest
-    final log-likelihood wins (the first, on ties)."""
-    best: EMResult | None = None
-    for restart in range(n_init):
-        result = run_em(family, data, initialise(restart), restart=restart,
-                        n_restarts=n_init, **options)
+    final log-likelihood wins (the first, on ties).
+
+    With a ``checkpoint`` (:class:`~emix.em.checkpoint.Checkpoint`) whose
+    file exists, the fit resumes where the file says it stopped.
+    """
+    saved = checkpoint.load() if checkpoint is not None else None
+    best: EMResult | None = saved.finished if saved is not None else None
+    first = saved.restart if saved is not None else 0
+    for restart in range(first, n_init):
+        resume = saved.run if saved is not None and restart == saved.restart else None
+        params = initialise(restart) if resume is None else None
+        result = run_em(family, data, params, restart=restart, n_restarts=n_init,
+                        checkpoint=checkpoint, resume=resume, **options)
         logger.debug("restart %d/%d: %s after %d iterations, log-likelihood %.10g",
                      restart + 1, n_init, result.state, result.n_iter, result.log_likelihood)
         if best is None or result.log_likelihood > best.log_likelihood:
             best = result
+        if checkpoint is not None:
+            checkpoint.save_finished(restart + 1, best)
     assert best is not None
     return best
 
