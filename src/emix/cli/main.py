@@ -50,6 +50,7 @@ from .report import (
     selected_statistics,
     selection_record,
 )
+from .streamed import fit_streamed
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE = 0, 1, 2
 
@@ -87,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         "emix fit data.csv -k 3 --covariance diag --save model.emix\n"
         "emix fit -k 1..6 --covariance all --plot selection.png\n"
         "emix fit data.parquet --columns x,y --weights count --format json\n"
-        "cat data.csv | emix fit - -k 2..4 --criterion icl")
+        "cat data.csv | emix fit - -k 2..4 --criterion icl\n"
+        "emix fit big.npy -k 8 --chunk-size 1000000      # larger than memory\n"
+        "emix fit big.npy -k 8 --scheduler tcp://10.0.0.5:8786")
     fit.add_argument("file", nargs="?", metavar="FILE",
                      help="CSV/TSV (header detected), Parquet or .npy file, or - for stdin; "
                           "default: the embedded Old Faithful data")
@@ -121,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="draw the fit (and the selection curves) to a .png, .svg or .pdf")
     fit.add_argument("--format", choices=("table", "json"), default="table",
                      help="output format on stdout (default table)")
+    fit.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
+                     help="read the file ROWS rows at a time, once per iteration, for files "
+                          "larger than memory (one model; --plot draws a sample of the rows)")
+    fit.add_argument("--scheduler", metavar="ADDRESS",
+                     help="fit on the Dask cluster at ADDRESS (e.g. tcp://host:8786); needs "
+                          "emix[dask]; .npy files are read by the workers at the same path")
     _add_verbosity(fit)
 
     predict = _command(
@@ -374,18 +383,31 @@ def _read(args, stdin: TextIO) -> tuple[Table, str]:
 
 def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     _check_outputs(args, pictures=("plot",), files=("save",), inputs=("file",))
-    with ProgressReporter(stderr, verbosity=_verbosity(args)) as reporter:
+    streamed = args.chunk_size is not None or args.scheduler is not None
+    with ProgressReporter(stderr, verbosity=_verbosity(args)) as reporter, \
+            contextlib.ExitStack() as stack:
         reporter.status(f"reading {args.file or 'the Old Faithful data'} ...")
-        table, source = _read(args, stdin)
-        model, selection = _fit_or_select(args, table, reporter)
-    if not _numbered(table.names):  # a header's names, for predict to find the columns
-        model.feature_names_in_ = np.asarray(table.names, dtype=object)
+        if streamed:
+            model = _one_model(args)
+            stats, names, picture = fit_streamed(args, model, reporter, stdin, stack)
+            reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
+                            f"{model.convergence_state_} after "
+                            f"{counted(model.n_iter_, 'iteration')}")
+            source, selection, n_rows = args.file, None, stats["n_rows"]
+            table = None if picture is None else Table(picture[0], names, picture[1])
+        else:
+            table, source = _read(args, stdin)
+            model, selection = _fit_or_select(args, table, reporter)
+            names, n_rows = table.names, int(table.X.shape[0])
+    if not _numbered(names):  # a header's names, for predict to find the columns
+        model.feature_names_in_ = np.asarray(names, dtype=object)
     with _fitted_names_ignored():
-        stats = (selected_statistics(selection, table.X.shape[0]) if selection is not None
-                 else fit_statistics(model, table.X, table.weights, args.convention))
+        if not streamed:
+            stats = (selected_statistics(selection, n_rows) if selection is not None
+                     else fit_statistics(model, table.X, table.weights, args.convention))
         if args.format == "json":
-            record = {"data": {"source": source, "n_samples": int(table.X.shape[0]),
-                               "features": list(table.names)},
+            record = {"data": {"source": source, "n_samples": n_rows,
+                               "features": list(names)},
                       "model": model_record(model, stats)}
             if selection is not None:
                 record["selection"] = selection_record(selection)
@@ -403,6 +425,16 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
             _draw_fit(model, table, selection, args.plot)
             _note(args, stderr, f"picture written to {args.plot}")
     return EXIT_OK
+
+
+def _one_model(args) -> GaussianMixture:
+    if len(args.components) != 1 or len(args.covariance) != 1:
+        raise InvalidInputError(
+            "--chunk-size and --scheduler fit one model: give one K and one covariance "
+            "type (to compare models, run one fit each and compare their BIC)")
+    return GaussianMixture(args.components[0], covariance_type=args.covariance[0],
+                           n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
+                           tol=args.tol, reg_covar=args.reg_covar)
 
 
 def _fit_or_select(args, table: Table, reporter: ProgressReporter

@@ -1,0 +1,194 @@
+"""``emix fit --chunk-size`` and ``--scheduler``: fits of files larger than
+memory, read a chunk of rows at a time, or spread over a Dask cluster.
+
+Only one chunk is in the client's memory at a time: the fit reads the file
+once per EM iteration (``--chunk-size``), or the workers hold the data
+(``--scheduler``).  The statistics printed (log-likelihood, BIC, AIC, ICL)
+come from passes over the same chunks; a picture draws the fit over a
+uniform sample of the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..em.init import SAMPLE_ROWS
+from ..exceptions import InvalidInputError
+from ..execution.chunked import ChunkedData
+from ..io.tables import ChunkedTable, iter_chunks
+from ..mixture import GaussianMixture
+from ..selection import information_criteria
+
+#: Seconds to wait for a Dask scheduler before giving up.
+CONNECT_TIMEOUT = 20
+
+
+def open_table(args, stdin) -> ChunkedTable:
+    if args.file is None:
+        raise InvalidInputError(
+            "--chunk-size and --scheduler read a FILE; the embedded Old Faithful data "
+            "fits in memory (leave them out)")
+    if args.file == "-":
+        raise InvalidInputError(
+            "--chunk-size and --scheduler cannot read standard input: EM reads the data "
+            "once per iteration, and a pipe can be read only once. Save it to a file first")
+    table = iter_chunks(args.file, chunk_rows=args.chunk_size, columns=args.columns,
+                        stdin=stdin)
+    if args.weights:
+        names = [name for name in table.names if name != args.weights] \
+            if args.columns is None else table.names
+        table = table.select([*names, args.weights])
+    return table
+
+
+def chunk_source(table: ChunkedTable, weighted: bool):
+    """A re-readable source of (rows, weights) chunks from the table."""
+    def source() -> Iterator[Any]:
+        for block in table:
+            yield (block[:, :-1], block[:, -1]) if weighted else block
+    return source
+
+
+def fit_streamed(args, model: GaussianMixture, reporter, stdin, stack: ExitStack
+                 ) -> tuple[dict[str, Any], list[str], Any]:
+    """Fit ``model`` to the file; returns the statistics for the report, the
+    feature names and the data the picture draws (rows, weights) or None."""
+    table = stack.enter_context(open_table(args, stdin))
+    weighted = bool(args.weights)
+    names = table.names[:-1] if weighted else table.names
+    if args.scheduler:
+        X, weights = _on_cluster(args, table, weighted, stack)
+        model.fit(X, sample_weight=weights, progress=reporter)
+        stats = _dask_statistics(model, X, weights, args.convention)
+        picture = None
+        if args.plot:
+            picture = _sample_rows(model, chunk_source(table, weighted))
+        return stats, names, picture
+    source = chunk_source(table, weighted)
+    model.set_params(chunk_size=args.chunk_size)
+    model.fit(source, progress=reporter)
+    stats = _chunk_statistics(model, source, weighted, args.convention)
+    picture = _sample_rows(model, source) if args.plot else None
+    return stats, names, picture
+
+
+def _statistics(model: GaussianMixture, n_rows: int, n: float, log_likelihood: float,
+                cost: float, convention: str) -> dict[str, Any]:
+    criteria = information_criteria(log_likelihood, model._n_parameters(), n, cost)
+    sign = -1.0 if convention == "mclust" else 1.0
+    return {"n_rows": n_rows, "n_samples": n, "log_likelihood": log_likelihood,
+            "convention": convention,
+            **{name: sign * value for name, value in criteria.items()}}
+
+
+def _chunk_statistics(model: GaussianMixture, source, weighted: bool, convention: str
+                      ) -> dict[str, Any]:
+    """One pass: log-likelihood and classification cost, chunk by chunk."""
+    n = log_likelihood = cost = 0.0
+    n_rows = 0
+    for chunk in source():
+        X, weights = chunk if weighted else (chunk, None)
+        log_density = model.score_samples(X).astype(np.float64)
+        best = -np.log(model.predict_proba(X).astype(np.float64).max(axis=1))
+        n_rows += X.shape[0]
+        if weights is None:
+            n += X.shape[0]
+            log_likelihood += float(log_density.sum())
+            cost += float(best.sum())
+        else:
+            n += float(weights.sum())
+            log_likelihood += float(weights @ log_density)
+            cost += float(weights @ best)
+    return _statistics(model, n_rows, n, log_likelihood, cost, convention)
+
+
+def _dask_statistics(model: GaussianMixture, X, weights, convention: str) -> dict[str, Any]:
+    import dask
+
+    log_density = model.score_samples(X)
+    best = -np.log(model.predict_proba(X).max(axis=1))
+    if weights is None:
+        n, log_likelihood, cost = X.shape[0], log_density.sum(), best.sum()
+    else:
+        n, log_likelihood, cost = weights.sum(), (weights * log_density).sum(), \
+            (weights * best).sum()
+    n, log_likelihood, cost = dask.compute(n, log_likelihood, cost)
+    return _statistics(model, int(X.shape[0]), float(n), float(log_likelihood), float(cost),
+                       convention)
+
+
+def _sample_rows(model: GaussianMixture, source) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform sample of the rows (at most SAMPLE_ROWS) for the picture."""
+    data = ChunkedData(source)
+    return data.sample(SAMPLE_ROWS, np.random.default_rng(0))
+
+
+def _on_cluster(args, table: ChunkedTable, weighted: bool, stack: ExitStack):
+    """The file as a Dask array on the cluster at ``args.scheduler``.
+
+    A .npy file is read by the workers themselves (each block a task that
+    reads its rows), so a block lost with a worker is read again; other
+    formats are read here a chunk at a time and scattered to the workers
+    (such a block is lost with its worker: use .npy or replicate for
+    fault tolerance).  The file must be readable by the workers at the
+    same path for the former.
+    """
+    try:
+        import dask.array as da
+        from distributed import Client
+    except ImportError:
+        raise InvalidInputError(
+            "--scheduler needs Dask: pip install 'emix[dask]'") from None
+    try:
+        client = stack.enter_context(Client(args.scheduler, timeout=CONNECT_TIMEOUT))
+    except (OSError, TimeoutError) as exc:
+        raise InvalidInputError(
+            f"cannot reach a Dask scheduler at {args.scheduler!r} ({exc}); start one with "
+            "'dask scheduler' and workers with 'dask worker ADDRESS', or check the "
+            "address") from None
+    path = Path(args.file)
+    if path.suffix.lower() == ".npy" and not weighted and args.columns is None:
+        X = _npy_on_workers(path, args.chunk_size, da)
+        return X, None
+    blocks, weight_blocks = [], []
+    for chunk in chunk_source(table, weighted)():
+        X, w = chunk if weighted else (chunk, None)
+        blocks.append(da.from_delayed(client.scatter(X), shape=X.shape, dtype=X.dtype))
+        if weighted:
+            weight_blocks.append(da.from_delayed(client.scatter(w), shape=w.shape,
+                                                 dtype=w.dtype))
+    X = da.concatenate(blocks)
+    return X, (da.concatenate(weight_blocks) if weighted else None)
+
+
+def _npy_on_workers(path: Path, chunk_rows: int | None, da):
+    import dask
+
+    mapped = np.load(path, mmap_mode="r")
+    n = mapped.shape[0]
+    width = 1 if mapped.ndim == 1 else mapped.shape[1]
+    rows = chunk_rows or max(1, (64 * 2**20) // (8 * width))
+    read = dask.delayed(_read_rows, pure=True)
+    blocks = [da.from_delayed(read(str(path.resolve()), start, min(n, start + rows)),
+                              shape=(min(n, start + rows) - start, width), dtype=np.float64)
+              for start in range(0, n, rows)]
+    return da.concatenate(blocks)
+
+
+def _read_rows(path: str, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a .npy file, as float64 (a task on a worker)."""
+    from ..io.pages import can_release, release_pages
+
+    mapped = np.load(path, mmap_mode="r")
+    view = mapped[start:stop]
+    rows = np.array(view, dtype=np.float64).reshape(stop - start, -1)
+    if can_release(mapped):
+        release_pages(view)
+    if not np.isfinite(rows).all():
+        raise InvalidInputError(f"{path!r} holds NaN or inf in rows {start + 1}..{stop}")
+    return rows

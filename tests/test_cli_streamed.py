@@ -1,0 +1,91 @@
+"""``emix fit --chunk-size`` and ``--scheduler``: the same model and
+statistics as the in-memory fit, one chunk in memory at a time."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from emix.cli.main import main
+
+streamed = importlib.import_module("emix.cli.streamed")
+
+
+def run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def fitted(argv):
+    code, out, err = run([*argv, "--format", "json", "-q"])
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    rng = np.random.default_rng(4)
+    X = np.vstack([rng.normal(0, 1, (3000, 2)), rng.normal([4, 1], 0.5, (2000, 2))])
+    weights = rng.integers(0, 3, X.shape[0])
+    folder = tmp_path_factory.mktemp("streamed")
+    np.save(folder / "X.npy", X)
+    np.savetxt(folder / "X.csv", np.column_stack([X, weights]), delimiter=",",
+               header="x,y,count", comments="", fmt="%.17g")
+    return folder
+
+
+def _same(a, b):
+    for key in ("log_likelihood", "bic", "aic", "icl", "n_samples"):
+        assert a["model"][key] == pytest.approx(b["model"][key], rel=1e-10), key
+    assert a["model"]["n_iter"] == b["model"]["n_iter"]
+    assert a["data"]["n_samples"] == b["data"]["n_samples"]
+
+
+@pytest.mark.parametrize("name, options", [("X.npy", []), ("X.csv", ["--weights", "count"]),
+                                           ("X.csv", ["--columns", "y,x"])])
+def test_chunk_size_gives_the_in_memory_fit(files, name, options):
+    argv = ["fit", str(files / name), "-k", "2", "--covariance", "diag", *options]
+    _same(fitted(argv), fitted([*argv, "--chunk-size", "700"]))
+
+
+def test_chunk_size_draws_a_sample_and_saves_the_model(files, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, _, err = run(["fit", str(files / "X.npy"), "--chunk-size", "1000",
+                        "--plot", str(tmp_path / "fit.png"), "--save", str(tmp_path / "m.emix")])
+    assert code == 0, err
+    assert (tmp_path / "fit.png").stat().st_size > 1000
+    code, out, err = run(["show", str(tmp_path / "m.emix")])
+    assert code == 0 and "2 components" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "-", "--chunk-size", "10"], "cannot read standard input"),
+    (["fit", "--chunk-size", "10"], "read a FILE"),
+    (["fit", "{npy}", "--chunk-size", "10", "-k", "1..3"], "fit one model"),
+])
+def test_streamed_fits_explain_what_they_cannot_do(files, argv, message):
+    code, _, err = run([part.format(npy=files / "X.npy") for part in argv])
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_an_unreachable_scheduler_is_reported(files, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(streamed, "CONNECT_TIMEOUT", 1)
+    code, _, err = run(["fit", str(files / "X.npy"), "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2 and "cannot reach a Dask scheduler" in err
+
+
+def test_scheduler_gives_the_in_memory_fit(files):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster:
+        for name, options in (("X.npy", ["--chunk-size", "1200"]),
+                              ("X.csv", ["--weights", "count", "--chunk-size", "900"])):
+            argv = ["fit", str(files / name), "-k", "2", *options]
+            local = fitted([a for a in argv if a not in ("--chunk-size", "1200", "900")])
+            _same(local, fitted([*argv, "--scheduler", cluster.scheduler_address]))
