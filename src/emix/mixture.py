@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import _validation as check
+from .em import online
 from .em.checkpoint import Checkpoint
 from .em.engine import COLLAPSE_POLICIES, Progress, run_restarts
 from .em.init import INIT_METHODS, SAMPLE_ROWS, distinct_rows, initial_params
@@ -343,6 +344,18 @@ class GaussianMixture:
             self._warn_about_features(*data.column_summary())
         self._warn_about(result)
         return self
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> GaussianMixture:
+        """Update the fit with one batch of a stream seen once (online EM).
+
+        Stepwise EM (Cappé & Moulines, 2009): a running average of the
+        batches' statistics, with step sizes ``(t + STEP_OFFSET) ** -STEP_DECAY``
+        (see :mod:`emix.em.online` for the schedule and what the fitted
+        attributes mean); the first call initialises from its batch as
+        ``fit`` would.  On stationary data the parameters approach the
+        batch EM solution.
+        """
+        return online.partial_fit(self, X, sample_weight)
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
         """Fit, then return the most probable component of each row."""
