@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _validation as check
 from ..exceptions import InvalidInputError
-from ..io.pages import can_release, release_pages
+from ..io.pages import copy_rows
 from .memory import InMemoryData, default_task_rows
 from .summary import ColumnSummary, RowSample, summarise
 from .workspace import Workspace
@@ -224,20 +224,13 @@ class ChunkedData:
 def memmap_source(X: np.ndarray, rows: int | None = None
                   ) -> Callable[[], Iterator[np.ndarray]]:
     """A chunk source over a memory map that copies out one chunk at a time
-    and gives its pages back to the operating system (see
-    :mod:`emix.io.pages`): a fit of a 4 GB map would otherwise end with the
-    whole file resident in the process.  ``rows`` per chunk (default:
-    MEMMAP_CHUNK_BYTES worth)."""
+    without leaving its pages in the process (see :mod:`emix.io.pages`): a
+    fit of a 4 GB map would otherwise end with the whole file resident.
+    ``rows`` per chunk (default: MEMMAP_CHUNK_BYTES worth)."""
     row_bytes = X.dtype.itemsize * int(np.prod(X.shape[1:]))
     rows = rows or max(1, MEMMAP_CHUNK_BYTES // max(1, row_bytes))
-    release = can_release(X)
-
     def source() -> Iterator[np.ndarray]:
         for start in range(0, X.shape[0], rows):
-            view = X[start:start + rows]
-            chunk = np.array(view)
-            if release:
-                release_pages(view)
-            yield chunk
+            yield copy_rows(X, start, start + rows)
 
     return source

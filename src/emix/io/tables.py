@@ -37,7 +37,7 @@ import numpy as np
 from .._text import one_line
 from ..exceptions import InvalidInputError
 from .atomic import atomic_output, check_writable
-from .pages import can_release, release_pages
+from .pages import copy_rows
 
 __all__ = ["ChunkedTable", "Table", "TableWriter", "iter_chunks", "output_format",
            "read_data", "read_table", "write_table"]
@@ -621,30 +621,27 @@ class _NpySource(_Source):
             raise InvalidInputError(
                 f"{label} holds {array.dtype} values, not real numbers; "
                 "save a numeric array with np.save(path, X.astype(float))")
-        if array.ndim == 1:
-            array = array[:, None]
-        if array.ndim != 2:
+        if array.ndim not in (1, 2):
             raise InvalidInputError(
                 f"{label} holds a {array.ndim}-dimensional array; a table needs 1 or 2 "
                 "dimensions (rows x columns)")
         if array.shape[0] == 0:
             raise InvalidInputError(f"{label} is empty: it has no rows of data")
-        if array.shape[1] == 0:
+        n_columns = 1 if array.ndim == 1 else array.shape[1]
+        if n_columns == 0:
             raise InvalidInputError(f"{label} has no columns")
-        self._array = array
-        self.names = [f"column {j + 1}" for j in range(array.shape[1])]
+        self._array = array  # 1-D: one column, made a column per block
+        self.names = [f"column {j + 1}" for j in range(n_columns)]
 
     def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
         array = self._array
         names = [self.names[j] for j in select]
-        whole = select == list(range(array.shape[1]))
-        release = can_release(array)
+        whole = select == list(range(len(self.names)))
         for start in range(0, array.shape[0], rows):
-            part = array[start:start + rows]
-            # Only the slice is read from disk; the copy detaches it from the map.
+            # Only these rows are read, and a pass over a large file does
+            # not stay resident in the process (emix.io.pages).
+            part = copy_rows(array, start, start + rows).reshape(-1, len(self.names))
             values = np.array(part if whole else part[:, select], dtype=np.float64)
-            if release:  # a pass over a large file must not stay resident
-                release_pages(part)
             _check_finite(values, names, self.label, start + 1)
             yield values
 
