@@ -51,7 +51,7 @@ def test_an_interrupted_fit_resumes_to_the_same_result(X, tmp_path, covariance_t
 
     def stop(progress):
         if ((where == "start" and progress.iteration == 0)
-                or (where == "middle" and (progress.restart, progress.iteration) == (1, 4))
+                or (where == "middle" and (progress.restart, progress.iteration) == (0, 4))
                 or (where == "end of a run" and progress.restart == 1
                     and progress.state != "running")):
             stopped.append((progress.restart, progress.iteration))

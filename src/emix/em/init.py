@@ -153,13 +153,18 @@ def initial_params(family: GaussianFamily, data: Any, n_components: int, method:
         )
     else:
         if method == "random":
+            # Random responsibilities of the sample's rows, not of every
+            # row: drawn in one place, they do not depend on how the data
+            # are split into chunks, threads or Dask blocks (a generator
+            # shared by threads, or copied to workers, would), and with
+            # more rows than the sample the average of random
+            # responsibilities is the data's mean anyway.
             centre = sample_w @ sample_X64 / sample_w.sum()
             shift = np.repeat(centre[None], n_components, axis=0)
-
-            def step(X, w, workspace):
-                resp = rng.random((X.shape[0], n_components))
-                resp /= resp.sum(axis=1, keepdims=True)
-                return family.assignment_stats(shift, X, w, resp, workspace)
+            resp = rng.random((sample_X64.shape[0], n_components))
+            resp /= resp.sum(axis=1, keepdims=True)
+            stats = family.assignment_stats(shift, sample_X64, sample_w, resp, Workspace())
+            params, _ = family.m_step(stats)
         else:
             if method == "kmeans":
                 shift = kmeans(sample_X64, sample_w, n_components, rng)
@@ -172,7 +177,7 @@ def initial_params(family: GaussianFamily, data: Any, n_components: int, method:
                 resp[np.arange(X.shape[0]), labels] = 1.0
                 return family.assignment_stats(shift, X, w, resp, workspace)
 
-        params, _ = family.m_step(data.map_reduce(step))
+            params, _ = family.m_step(data.map_reduce(step))
 
     if not any(part is not None for part in given):
         return params
