@@ -44,7 +44,7 @@ from . import _validation as check
 from .em import online
 from .em.checkpoint import Checkpoint
 from .em.engine import COLLAPSE_POLICIES, Progress, run_restarts
-from .em.init import INIT_METHODS, SAMPLE_ROWS, distinct_rows, initial_params
+from .em.init import INIT_METHODS, distinct_sample, initial_params
 from .em.monitor import CONVERGED, DIVERGED
 from .exceptions import (
     ComponentCollapseWarning,
@@ -298,16 +298,7 @@ class GaussianMixture:
             def initialise(restart: int) -> GaussianParams:
                 return start
         else:
-            sample = data.sample(SAMPLE_ROWS, rng)
-            with floating_point_guard():
-                distinct = distinct_rows(*sample)
-            if distinct[0].shape[0] < n_components:
-                raise InvalidInputError(
-                    f"X has only {distinct[0].shape[0]} distinct rows (with positive weight"
-                    f"{'' if data.n_samples <= SAMPLE_ROWS else ', in a sample of the rows'}) "
-                    f"for n_components={n_components}: some components would coincide. "
-                    "Lower n_components."
-                )
+            distinct = distinct_sample(data, n_components, rng)
 
             def initialise(restart: int) -> GaussianParams:
                 if self.verbose:
@@ -383,15 +374,18 @@ class GaussianMixture:
         }
 
     def _check_warm_start_shapes(self, family: GaussianFamily, n_components: int,
-                                 n_features: int) -> None:
+                                 n_features: int, *, continuing: str = "warm_start=True",
+                                 remedy: str = "Set warm_start=False to fit afresh.") -> None:
+        """The settings must give the fitted model's shapes when a fit
+        (``continuing``) goes on from it."""
         expected = family.covariance.shape(n_components, n_features)
         fitted = (np.shape(self.means_)[0], np.shape(self.covariances_))
         if fitted != (n_components, expected):
             raise InvalidInputError(
-                f"warm_start=True continues the fitted model ({fitted[0]} components, "
+                f"{continuing} continues the fitted model ({fitted[0]} components, "
                 f"covariances of shape {fitted[1]}), but the settings now ask for "
                 f"n_components={n_components}, covariance_type={self.covariance_type!r}. "
-                "Set warm_start=False to fit afresh."
+                f"{remedy}"
             )
 
     def _fingerprint(self, settings: dict[str, Any], data: Any,
@@ -497,14 +491,18 @@ class GaussianMixture:
             precisions = _user_array("precisions_init", self.precisions_init, shape)
         return {"weights_init": weights, "means_init": means, "precisions_init": precisions}
 
-    def _set_fitted(self, result, dtype: np.dtype, family: GaussianFamily,
-                    names: np.ndarray | None, n_features: int) -> None:
-        params = result.params
+    def _set_parameters(self, params: GaussianParams, dtype: np.dtype,
+                        family: GaussianFamily) -> None:
+        """The parameter attributes, in the data's dtype."""
         self.weights_ = params.weights.astype(dtype)
         self.means_ = params.means.astype(dtype)
         self.covariances_ = params.covariances.astype(dtype)
         self.precisions_cholesky_ = params.prec_chol.astype(dtype)
         self.precisions_ = family.covariance.precisions(params.prec_chol).astype(dtype)
+
+    def _set_fitted(self, result, dtype: np.dtype, family: GaussianFamily,
+                    names: np.ndarray | None, n_features: int) -> None:
+        self._set_parameters(result.params, dtype, family)
         self.convergence_state_ = result.state
         self.converged_ = result.state == CONVERGED
         self.n_iter_ = result.n_iter

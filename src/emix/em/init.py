@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidInputError
+from ..exceptions import InvalidInputError, floating_point_guard
 from ..execution.workspace import Workspace
 from ..families.covariance import SingularCovariance
 from ..families.gaussian import GaussianFamily, GaussianParams
@@ -43,6 +43,24 @@ def distinct_rows(X: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.nd
     groups = np.cumsum(starts) - 1
     unique = ordered[starts]
     return unique, np.bincount(groups, weights=weights[order], minlength=unique.shape[0])
+
+
+def distinct_sample(data: Any, n_components: int, rng: np.random.Generator, *,
+                    what: str = "X", remedy: str = "Lower n_components."
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a sample of at most SAMPLE_ROWS rows of ``data``
+    (:func:`distinct_rows`), which the initialisation methods work on;
+    fewer than ``n_components`` of them is an error."""
+    sample = data.sample(SAMPLE_ROWS, rng)
+    with floating_point_guard():
+        distinct = distinct_rows(*sample)
+    if distinct[0].shape[0] < n_components:
+        raise InvalidInputError(
+            f"{what} has only {distinct[0].shape[0]} distinct rows (with positive weight"
+            f"{'' if data.n_samples <= SAMPLE_ROWS else ', in a sample of the rows'}) "
+            f"for n_components={n_components}: some components would coincide. {remedy}"
+        )
+    return distinct
 
 
 def kmeans_plusplus(X: np.ndarray, weights: np.ndarray, n_clusters: int,

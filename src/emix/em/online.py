@@ -72,7 +72,7 @@ from ..families.base import Collapse
 from ..families.covariance import COVARIANCE_MODELS, CovarianceModel
 from ..families.gaussian import GaussianFamily, GaussianParams, GaussianStats
 from .engine import _repair
-from .init import SAMPLE_ROWS, distinct_rows, initial_params
+from .init import distinct_sample, initial_params
 
 #: The step size's decay :math:`\alpha` in :math:`\gamma_t = (t + t_0)^{-\alpha}`.
 #: Stochastic approximation needs :math:`\sum \gamma_t = \infty` (the fit keeps
@@ -372,15 +372,9 @@ def _check_fitted_shapes(estimator: Any, family: GaussianFamily, n_components: i
             f"{estimator.n_features_in_} features as input{hint}: every batch of a stream "
             "must have the columns of the first."
         )
-    expected = family.covariance.shape(n_components, n_features)
-    fitted = (np.shape(estimator.means_)[0], np.shape(estimator.covariances_))
-    if fitted != (n_components, expected):
-        raise InvalidInputError(
-            f"partial_fit continues the fitted model ({fitted[0]} components, covariances "
-            f"of shape {fitted[1]}), but the settings now ask for n_components="
-            f"{n_components}, covariance_type={estimator.covariance_type!r}. Fit a new "
-            "estimator to change them."
-        )
+    estimator._check_warm_start_shapes(family, n_components, n_features,
+                                       continuing="partial_fit",
+                                       remedy="Fit a new estimator to change them.")
 
 
 def _check_first_batch(X: np.ndarray, weights: np.ndarray | None, n_components: int) -> None:
@@ -406,15 +400,8 @@ def _initial_candidates(estimator: Any, settings: dict[str, Any], family: Gaussi
     method = settings["init_params"]
     if all(part is not None for part in user_init.values()):
         return [initial_params(family, data, n_components, method, rng, None, **user_init)]
-    sample = data.sample(SAMPLE_ROWS, rng)
-    distinct = distinct_rows(*sample)
-    if distinct[0].shape[0] < n_components:
-        raise InvalidInputError(
-            f"partial_fit's first batch has only {distinct[0].shape[0]} distinct rows (with "
-            f"positive weight{'' if data.n_samples <= SAMPLE_ROWS else ', in a sample'}) "
-            f"for n_components={n_components}: some components would coincide. Pass a "
-            "larger first batch or lower n_components."
-        )
+    distinct = distinct_sample(data, n_components, rng, what="partial_fit's first batch",
+                               remedy="Pass a larger first batch or lower n_components.")
     return [initial_params(family, data, n_components, method, rng, distinct, **user_init)
             for _ in range(settings["n_init"])]
 
@@ -423,11 +410,7 @@ def _set_attributes(estimator: Any, state: OnlineState, family: GaussianFamily,
                     dtype: np.dtype, log_likelihood: float, events: list[Collapse], *,
                     restart: bool, names: np.ndarray | None) -> None:
     params = state.params
-    estimator.weights_ = params.weights.astype(dtype)
-    estimator.means_ = params.means.astype(dtype)
-    estimator.covariances_ = params.covariances.astype(dtype)
-    estimator.precisions_cholesky_ = params.prec_chol.astype(dtype)
-    estimator.precisions_ = family.covariance.precisions(params.prec_chol).astype(dtype)
+    estimator._set_parameters(params, dtype, family)
     estimator.convergence_state_ = ONLINE
     estimator.converged_ = False
     estimator.n_iter_ = state.n_batches
