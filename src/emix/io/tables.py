@@ -641,7 +641,8 @@ class _NpySource(_Source):
             # Only these rows are read, and a pass over a large file does
             # not stay resident in the process (emix.io.pages).
             part = copy_rows(array, start, start + rows).reshape(-1, len(self.names))
-            values = np.array(part if whole else part[:, select], dtype=np.float64)
+            values = np.ascontiguousarray(part if whole else part[:, select],
+                                          dtype=np.float64)  # no second copy of float64
             _check_finite(values, names, self.label, start + 1)
             yield values
 
