@@ -6,8 +6,11 @@ The data are ``persist``-ed once and stay on the workers across
 iterations; each iteration is one ``compute()`` of a graph that sends the
 parameters (one small task, shared by every block) and never gathers rows.
 A worker lost mid-iteration costs only its tasks: Dask recomputes them (and
-any persisted block it held, from the graph that made it), so the fit ends
-with the same parameters as an undisturbed one.
+any persisted block it held, from the graph that made it: ``from_array``,
+a file reader, a generator of blocks), so the fit ends with the same
+parameters as an undisturbed one.  Blocks that were ``client.scatter``-ed
+have no such graph; losing their worker fails the fit (Dask's
+``FutureCancelledError``) unless they were replicated.
 
 Dask is optional (``emix[dask]``) and imported only here.
 """
