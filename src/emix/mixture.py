@@ -122,8 +122,11 @@ class GaussianMixture:
     chunk_size : int, optional
         Rows per E-step chunk (the unit of work of a thread); by default
         at most 65,536 rows, and few enough that every thread gets a chunk
-        of at least 16,384 rows when there are enough.  The E-step splits a chunk where its
-        temporaries need it: they never exceed a few MB, whatever n.
+        of at least 16,384 rows when there are enough.  The E-step splits a
+        chunk where its temporaries need it: they never exceed a few MB,
+        whatever n.  For a file or memory map, the rows read at a time
+        (default: 64 MB of them; the E-step then splits each as above); for
+        a Dask array, the rows per block (default: its own blocks).
     n_threads : int, optional
         Threads that run the E-step's chunks concurrently; by default every
         core this process may use.  The result does not depend on it (the
@@ -433,12 +436,12 @@ class GaussianMixture:
         if isinstance(X, (str, os.PathLike)):
             table = opened.enter_context(iter_chunks(X, chunk_rows=chunk_size))
             weights = self._weights_for_source(sample_weight)
-            return ChunkedData(lambda: iter(table), sample_weight=weights, label=repr(str(X)),
-                               task_rows=chunk_size), None
+            return ChunkedData(lambda: iter(table), sample_weight=weights,
+                               label=repr(str(X))), None
         if isinstance(X, np.memmap):
             weights = check.check_sample_weight(sample_weight, X.shape[0])
             return ChunkedData(memmap_source(X, chunk_size), sample_weight=weights,
-                               label="the memory map", task_rows=chunk_size), None
+                               label="the memory map"), None
         if isinstance(X, Iterator):
             raise InvalidInputError(
                 f"X is a one-shot iterator ({type(X).__name__}): EM reads the data once per "

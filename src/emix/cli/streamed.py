@@ -69,8 +69,7 @@ def fit_streamed(args, model: GaussianMixture, reporter, stdin, stack: ExitStack
         if args.plot:
             picture = _sample_rows(model, chunk_source(table, weighted))
         return stats, names, picture
-    source = chunk_source(table, weighted)
-    model.set_params(chunk_size=args.chunk_size)
+    source = chunk_source(table, weighted)  # the table reads --chunk-size rows at a time
     model.fit(source, progress=reporter)
     stats = _chunk_statistics(model, source, weighted, args.convention)
     picture = _sample_rows(model, source) if args.plot else None
