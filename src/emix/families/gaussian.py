@@ -404,6 +404,12 @@ class GaussianFamily:
         """
         m, n_features = X.shape
         n_components = shift.shape[0]
+        rows = default_chunk_rows(n_components, n_features, X.dtype.itemsize)
+        if m > rows:  # the (rows, K, d) residuals stay a few MB, as in the E-step
+            return sum(self.assignment_stats(
+                shift, X[start:start + rows], None if weights is None
+                else weights[start:start + rows], resp[start:start + rows], workspace)
+                for start in range(0, m, rows))
         residual = workspace.array("whitened", (m, n_components, n_features), X.dtype)
         np.subtract(X[:, None, :], shift.astype(X.dtype)[None], out=residual)
         squared_norm = workspace.array("squared_norm", (m, n_components), X.dtype)
