@@ -213,3 +213,17 @@ def _resident_bytes_of(path) -> int:
             elif inside and fields[0] == "Rss:":
                 total += int(fields[1]) * 1024
     return total
+
+
+@pytest.mark.parametrize("mode", ["r+", "c"])
+def test_a_changed_memmap_is_fitted_as_changed(tmp_path, mode):
+    """Rows read from a map are the map's, also where they differ from the
+    file (a copy-on-write map) or were written just before the fit."""
+    from emix.execution.chunked import memmap_source
+
+    X = blobs(500, 2, 2, seed=3)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode=mode)
+    mapped[:10] += 100.0
+    read = np.concatenate(list(memmap_source(mapped, rows=64)()))
+    np.testing.assert_array_equal(read, np.asarray(mapped))

@@ -74,7 +74,9 @@ def copy_rows(array: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 def _readable_file(array: np.ndarray) -> bool:
     """A C-ordered map of a whole region of a file (not a view into one,
-    whose ``offset`` numpy does not update)."""
+    whose ``offset`` numpy does not update), shared with the file (a
+    copy-on-write map, mode 'c', may hold changes the file does not)."""
     return (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)
+            and getattr(array, "mode", "c") in ("r", "r+", "w+")
             and array.flags.c_contiguous and array.filename is not None
             and hasattr(os, "preadv") and Path(array.filename).is_file())
