@@ -89,3 +89,28 @@ def test_scheduler_gives_the_in_memory_fit(files):
             argv = ["fit", str(files / name), "-k", "2", *options]
             local = fitted([a for a in argv if a not in ("--chunk-size", "1200", "900")])
             _same(local, fitted([*argv, "--scheduler", cluster.scheduler_address]))
+
+
+def test_checkpoint_resumes_a_stopped_fit(files, tmp_path, monkeypatch):
+    """A fit stopped mid-way and run again with the same command ends as an
+    uninterrupted one."""
+    argv = ["fit", str(files / "X.npy"), "-k", "3", "--tol", "1e-12", "--max-iter", "40",
+            "--checkpoint", str(tmp_path / "fit.ckpt")]
+    whole = fitted([*argv[:-2], "--chunk-size", "800"])
+    emix_engine = importlib.import_module("emix.em.engine")
+    original = emix_engine._notify
+
+    def stop_at_ten(callback, restart, n_restarts, monitor, started):
+        if monitor.n_iter == 10:
+            raise KeyboardInterrupt
+        original(callback, restart, n_restarts, monitor, started)
+
+    monkeypatch.setattr(emix_engine, "_notify", stop_at_ten)
+    with pytest.raises(KeyboardInterrupt):
+        run([*argv, "--chunk-size", "800"])
+    monkeypatch.setattr(emix_engine, "_notify", original)
+    resumed = fitted([*argv, "--chunk-size", "800"])
+    assert resumed["model"]["n_iter"] == whole["model"]["n_iter"] > 10
+    assert resumed["model"]["log_likelihood"] == whole["model"]["log_likelihood"]
+    code, _, err = run(["fit", "-k", "1..2", "--checkpoint", str(tmp_path / "x.ckpt")])
+    assert code == 2 and "one model" in err

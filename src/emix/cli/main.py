@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
                      help="read the file ROWS rows at a time, once per iteration, for files "
                           "larger than memory (one model; --plot draws a sample of the rows)")
+    fit.add_argument("--checkpoint", metavar="FILE",
+                     help="write the fit's state to FILE after every iteration; run the same "
+                          "command again to resume a fit that was stopped (one model)")
     fit.add_argument("--scheduler", metavar="ADDRESS",
                      help="fit on the Dask cluster at ADDRESS (e.g. tcp://host:8786); needs "
                           "emix[dask]; .npy files are read by the workers at the same path")
@@ -445,11 +448,15 @@ def _fit_or_select(args, table: Table, reporter: ProgressReporter
     if len(args.components) == 1 and len(args.covariance) == 1:
         model = GaussianMixture(args.components[0], covariance_type=args.covariance[0],
                                 **options)
-        model.fit(table.X, sample_weight=table.weights, progress=reporter)
+        model.fit(table.X, sample_weight=table.weights, progress=reporter,
+                  checkpoint=args.checkpoint)
         reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
                         f"{model.convergence_state_} after "
                         f"{counted(model.n_iter_, 'iteration')}")
     else:
+        if args.checkpoint:
+            raise InvalidInputError(
+                "--checkpoint resumes one model's fit: give one K and one covariance type")
         selection = select(table.X, args.components, args.covariance,
                            criterion=args.criterion, convention=args.convention,
                            sample_weight=table.weights, progress=reporter, **options)

@@ -63,14 +63,14 @@ def fit_streamed(args, model: GaussianMixture, reporter, stdin, stack: ExitStack
     names = table.names[:-1] if weighted else table.names
     if args.scheduler:
         X, weights = _on_cluster(args, table, weighted, stack)
-        model.fit(X, sample_weight=weights, progress=reporter)
+        model.fit(X, sample_weight=weights, progress=reporter, checkpoint=args.checkpoint)
         stats = _dask_statistics(model, X, weights, args.convention)
         picture = None
         if args.plot:
             picture = _sample_rows(model, chunk_source(table, weighted))
         return stats, names, picture
     source = chunk_source(table, weighted)  # the table reads --chunk-size rows at a time
-    model.fit(source, progress=reporter)
+    model.fit(source, progress=reporter, checkpoint=args.checkpoint)
     stats = _chunk_statistics(model, source, weighted, args.convention)
     picture = _sample_rows(model, source) if args.plot else None
     return stats, names, picture
