@@ -122,3 +122,11 @@ def test_a_fit_killed_with_sigkill_resumes_from_its_checkpoint(X, tmp_path):
                                                progress=lambda p: seen.append(p.restart))
     assert seen and seen[0] == 1
     assert_identical(reference, resumed)
+
+
+def test_an_unwritable_checkpoint_is_refused_before_fitting(X, tmp_path):
+    calls = []
+    with pytest.raises(InvalidInputError, match="cannot write"):
+        GaussianMixture(**_settings()).fit(X, checkpoint=tmp_path / "missing" / "fit.ckpt",
+                                           progress=calls.append)
+    assert calls == []

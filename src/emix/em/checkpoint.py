@@ -19,7 +19,6 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ import numpy as np
 from ..exceptions import InvalidInputError
 from ..families.base import Collapse
 from ..families.gaussian import GaussianParams
-from ..io.atomic import atomic_output
+from ..io.atomic import atomic_output, check_writable
 
 FORMAT = "emix-checkpoint/1"
 _PARAMS = ("weights", "means", "covariances", "cov_chol", "prec_chol")
@@ -65,7 +64,7 @@ class Checkpoint:
 
     def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any],
                  rng: np.random.Generator):
-        self.path = Path(path)
+        self.path = check_writable(path)  # refused now, not after the first iteration
         self.fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back
         self.rng = rng
         self._finished: Any | None = None
