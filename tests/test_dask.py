@@ -157,3 +157,16 @@ def test_fit_with_dask_sample_weight(X, scheduler):
     fitted = model(X, "full").fit(da.from_array(X, chunks=(BLOCK_ROWS, N_FEATURES)),
                                   sample_weight=da.from_array(weights, chunks=3_000))
     assert_same_fit(fitted, reference)
+
+
+def test_model_selection_over_a_dask_array(X, scheduler):
+    from emix import select
+
+    grid = {"n_components": [1, 2], "covariance_types": ["full", "spherical"],
+            "random_state": 0, "max_iter": 20}
+    reference = select(X, **grid)
+    result = select(da.from_array(X, chunks=BLOCK_ROWS), **grid)
+    assert result.n_samples == reference.n_samples
+    for a, b in zip(reference.candidates, result.candidates, strict=True):
+        for name in ("log_likelihood", "bic", "icl"):
+            assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-10), name

@@ -227,3 +227,21 @@ def test_a_changed_memmap_is_fitted_as_changed(tmp_path, mode):
     mapped[:10] += 100.0
     read = np.concatenate(list(memmap_source(mapped, rows=64)()))
     np.testing.assert_array_equal(read, np.asarray(mapped))
+
+
+def test_model_selection_over_a_source_equals_in_memory(data, tmp_path):
+    from emix import select
+
+    X, _, weights = data
+    np.save(tmp_path / "X.npy", X)
+    grid = {"n_components": [1, 2, 3], "covariance_types": ["full", "diag"],
+            "random_state": 0, "criterion": "icl"}
+    reference = select(X, sample_weight=weights, **grid)
+    for source in (tmp_path / "X.npy", _chunks_of(X, 800)):
+        result = select(source, sample_weight=weights, **grid)
+        assert result.n_samples == reference.n_samples
+        for a, b in zip(reference.candidates, result.candidates, strict=True):
+            assert (a.n_components, a.covariance_type) == (b.n_components, b.covariance_type)
+            for name in ("log_likelihood", "bic", "aic", "icl"):
+                assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-10), name
+        assert result.best_candidate.label == reference.best_candidate.label

@@ -442,24 +442,27 @@ class GaussianMixture:
             weights = check.check_sample_weight(sample_weight, X.shape[0])
             return ChunkedData(memmap_source(X, chunk_size), sample_weight=weights,
                                label="the memory map"), None
-        if isinstance(X, Iterator):
+        if isinstance(X, Iterator):  # after the memory map: not the other sources
             raise InvalidInputError(
                 f"X is a one-shot iterator ({type(X).__name__}): EM reads the data once per "
                 "iteration, and an iterator can be read only once. Pass a function that "
                 "returns a fresh iterator of chunks instead, e.g. fit(lambda: read_chunks())."
             )
-        if callable(X) and not hasattr(X, "__array__") and not hasattr(X, "shape"):
+        if _is_chunk_source(X):
             return ChunkedData(X, sample_weight=self._weights_for_source(sample_weight),
                                task_rows=chunk_size), None
         names = check.feature_names_of(X)
         X = check.as_float_array(X)
         weights = check.check_sample_weight(sample_weight, X.shape[0])
+        exponent = 0
         if weights is not None:
             # The fit does not depend on the weights' scale; a power of two
             # brings them near 1 exactly, whatever their range (1e-320, 1e300).
-            weights = np.ldexp(weights, -np.frexp(weights.max())[1])
+            exponent = -int(np.frexp(weights.max())[1])
+            weights = np.ldexp(weights, exponent)
         return InMemoryData(X, weights, chunk_rows=chunk_size or default_task_rows(
-            X.shape[0], settings["n_threads"])), names
+            X.shape[0], settings["n_threads"]),
+            weight_scale=float(np.ldexp(1.0, exponent))), names
 
     @staticmethod
     def _weights_for_source(sample_weight: Any) -> np.ndarray | None:
@@ -776,6 +779,18 @@ def _predict_block(family: GaussianFamily, params: GaussianParams, method: str,
     X = check.as_float_array(X, dtype=dtype)
     with floating_point_guard():
         return getattr(family, method)(params, X, Workspace())
+
+
+def read_in_pieces(X: Any) -> bool:
+    """Whether ``fit`` reads ``X`` a piece at a time (a file, a memory map,
+    a chunk source or a Dask collection) rather than as one array."""
+    return (_is_dask_collection(X) or _is_chunk_source(X)
+            or isinstance(X, (str, os.PathLike, np.memmap, Iterator)))
+
+
+def _is_chunk_source(X: Any) -> bool:
+    """A function returning chunks (not an array-like that is also callable)."""
+    return callable(X) and not hasattr(X, "__array__") and not hasattr(X, "shape")
 
 
 def _is_dask_collection(X: Any) -> bool:

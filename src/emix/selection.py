@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from .em.engine import Progress
 from .exceptions import DegenerateComponentError, EmixError, InvalidInputError, NumericalError
 from .families.covariance import COVARIANCE_MODELS
 from .families.gaussian import GaussianFamily
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, read_in_pieces
 
 CRITERIA = ("bic", "aic", "icl")
 CONVENTIONS = ("sklearn", "mclust")
@@ -210,6 +212,10 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features) or (n_samples,)
+        Or anything :meth:`GaussianMixture.fit` reads in pieces (a file
+        path, a memory map, a function returning chunks, a Dask
+        collection): each fit then reads it so, and the criteria's sums
+        take one more pass per model.
     n_components : int or iterable of int, default=range(1, 10)
     covariance_types : str or iterable of str, default=all four
         Any of 'full', 'tied', 'diag', 'spherical'; 'all' means the four.
@@ -259,11 +265,36 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
         raise InvalidInputError(
             f"select() got unknown option(s) {unknown}; it passes only {list(_FIT_OPTIONS)} "
             "to GaussianMixture.")
-    X = check.as_float_array(X)
-    weights = check.check_sample_weight(sample_weight, X.shape[0])
-    n_samples = float(X.shape[0] if weights is None else weights.sum())
+    with ExitStack() as opened:
+        if read_in_pieces(X):
+            # A file, memory map, chunk source or Dask collection: each fit
+            # reads it as fit does, and the criteria's sums take one pass.
+            settings = GaussianMixture(chunk_size=options.get("chunk_size"))._check_settings()
+            data, _ = GaussianMixture()._data_for_fit(X, sample_weight, settings, opened)
+            weights = sample_weight
+            n_features = data.n_features
+            n_samples = _weighted_sums(data, None)[0]
 
-    if X.shape[1] == 1:
+            def classification_cost(model: GaussianMixture) -> float:
+                return _weighted_sums(data, model)[1]
+        else:
+            X = check.as_float_array(X)
+            weights = check.check_sample_weight(sample_weight, X.shape[0])
+            n_samples = float(X.shape[0] if weights is None else weights.sum())
+            n_features = X.shape[1]
+
+            def classification_cost(model: GaussianMixture) -> float:
+                return model.classification_cost(X, weights)
+
+        return _select(X, weights, n_samples, n_features, classification_cost, grid_k,
+                       grid_types, criterion, convention, n_init, tol, max_iter,
+                       random_state, progress, options)
+
+
+def _select(X, weights, n_samples, n_features, classification_cost, grid_k, grid_types,
+            criterion, convention, n_init, tol, max_iter, random_state, progress,
+            options) -> SelectionResult:
+    if n_features == 1:
         grid_types = _distinct_in_one_dimension(grid_types)
     grid = [(k, cov) for cov in grid_types for k in grid_k]
     candidates = []
@@ -274,7 +305,8 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
         if progress is not None:
             def report(state, index=index, k=k, cov=cov):
                 progress(FitProgress(index, len(grid), k, cov, state))
-        candidates.append(_fit_candidate(model, X, weights, n_samples, convention, report))
+        candidates.append(_fit_candidate(model, X, weights, n_samples, n_features,
+                                         classification_cost, convention, report))
 
     if all(c.error is not None for c in candidates):
         raise EmixError(f"no model could be fitted: {candidates[0].error}")
@@ -284,15 +316,32 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
     return result
 
 
-def _fit_candidate(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | None,
-                   n: float, convention: str, report) -> Candidate:
+def _weighted_sums(data: Any, model: GaussianMixture | None) -> tuple[float, float]:
+    """One pass: the total weight and (with a model) ICL's classification
+    cost ``-sum_i w_i log max_k r_ik``, in the caller's units of weight."""
+    total = data.map_reduce(partial(_weighted_sums_of_chunk, model))
+    return float(total[0] / data.weight_scale), float(total[1] / data.weight_scale)
+
+
+def _weighted_sums_of_chunk(model: GaussianMixture | None, X: np.ndarray,
+                            weights: np.ndarray | None, workspace: Any) -> np.ndarray:
+    cost = 0.0
+    if model is not None:
+        best = -np.log(model.predict_proba(X).astype(np.float64).max(axis=1))
+        cost = float(best.sum() if weights is None else weights @ best)
+    return np.array([X.shape[0] if weights is None else float(weights.sum()), cost])
+
+
+def _fit_candidate(model: GaussianMixture, X: Any, weights: Any, n: float, n_features: int,
+                   classification_cost: Callable[[GaussianMixture], float], convention: str,
+                   report) -> Candidate:
     k, cov = model.n_components, model.covariance_type
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             model.fit(X, sample_weight=weights, progress=report)
         except _FIT_FAILURES as exc:
-            n_parameters = GaussianFamily(cov, model.reg_covar).n_parameters(k, X.shape[1])
+            n_parameters = GaussianFamily(cov, model.reg_covar).n_parameters(k, n_features)
             return Candidate(k, cov, math.nan, n_parameters, math.nan, math.nan, math.nan,
                              "failed", 0, error=str(exc))
     notes = tuple(w.message for w in caught)
@@ -301,7 +350,7 @@ def _fit_candidate(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | 
     log_likelihood = model.lower_bound_ * n
     n_parameters = model._n_parameters()
     criteria = information_criteria(log_likelihood, n_parameters, n,
-                                    model.classification_cost(X, weights))
+                                    classification_cost(model))
     scale = -1.0 if convention == "mclust" else 1.0
     return Candidate(k, cov, log_likelihood, n_parameters,
                      **{name: scale * value for name, value in criteria.items()},

@@ -50,7 +50,7 @@ from .report import (
     selected_statistics,
     selection_record,
 )
-from .streamed import fit_streamed
+from .streamed import open_streamed
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE = 0, 1, 2
 
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output format on stdout (default table)")
     fit.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
                      help="read the file ROWS rows at a time, once per iteration, for files "
-                          "larger than memory (one model; --plot draws a sample of the rows)")
+                          "larger than memory (--plot draws a sample of the rows)")
     fit.add_argument("--checkpoint", metavar="FILE",
                      help="write the fit's state to FILE after every iteration; run the same "
                           "command again to resume a fit that was stopped (one model)")
@@ -391,23 +391,27 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
             contextlib.ExitStack() as stack:
         reporter.status(f"reading {args.file or 'the Old Faithful data'} ...")
         if streamed:
-            model = _one_model(args)
-            stats, names, picture = fit_streamed(args, model, reporter, stdin, stack)
-            reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
-                            f"{model.convergence_state_} after "
-                            f"{counted(model.n_iter_, 'iteration')}")
-            source, selection, n_rows = args.file, None, stats["n_rows"]
-            table = None if picture is None else Table(picture[0], names, picture[1])
+            data = open_streamed(args, stdin, stack)
+            X, weights, names, source = data.X, data.weights, data.names, args.file
         else:
             table, source = _read(args, stdin)
-            model, selection = _fit_or_select(args, table, reporter)
-            names, n_rows = table.names, int(table.X.shape[0])
+            X, weights, names = table.X, table.weights, table.names
+        model, selection = _fit_or_select(args, X, weights, reporter)
+        if streamed:
+            n_rows = data.n_rows()
+            stats = (selected_statistics(selection, n_rows) if selection is not None
+                     else data.statistics(model, args.convention))
+            if args.plot:
+                rows, row_weights = data.sample()
+                table = Table(rows, names, row_weights)
+        else:
+            n_rows = int(table.X.shape[0])
     if not _numbered(names):  # a header's names, for predict to find the columns
         model.feature_names_in_ = np.asarray(names, dtype=object)
     with _fitted_names_ignored():
         if not streamed:
             stats = (selected_statistics(selection, n_rows) if selection is not None
-                     else fit_statistics(model, table.X, table.weights, args.convention))
+                     else fit_statistics(model, X, weights, args.convention))
         if args.format == "json":
             record = {"data": {"source": source, "n_samples": n_rows,
                                "features": list(names)},
@@ -430,26 +434,17 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     return EXIT_OK
 
 
-def _one_model(args) -> GaussianMixture:
-    if len(args.components) != 1 or len(args.covariance) != 1:
-        raise InvalidInputError(
-            "--chunk-size and --scheduler fit one model: give one K and one covariance "
-            "type (to compare models, run one fit each and compare their BIC)")
-    return GaussianMixture(args.components[0], covariance_type=args.covariance[0],
-                           n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
-                           tol=args.tol, reg_covar=args.reg_covar)
-
-
-def _fit_or_select(args, table: Table, reporter: ProgressReporter
+def _fit_or_select(args, X, weights, reporter: ProgressReporter
                    ) -> tuple[GaussianMixture, SelectionResult | None]:
+    """One model, or the selection among several; ``X`` an array, or what
+    ``fit`` reads in pieces (a chunk source, a Dask array)."""
     options = dict(n_init=args.n_init, random_state=args.seed, max_iter=args.max_iter,
                    tol=args.tol, reg_covar=args.reg_covar)
     selection: SelectionResult | None = None
     if len(args.components) == 1 and len(args.covariance) == 1:
         model = GaussianMixture(args.components[0], covariance_type=args.covariance[0],
                                 **options)
-        model.fit(table.X, sample_weight=table.weights, progress=reporter,
-                  checkpoint=args.checkpoint)
+        model.fit(X, sample_weight=weights, progress=reporter, checkpoint=args.checkpoint)
         reporter.finish(f"fitted K={model.n_components} {model.covariance_type}: "
                         f"{model.convergence_state_} after "
                         f"{counted(model.n_iter_, 'iteration')}")
@@ -457,9 +452,9 @@ def _fit_or_select(args, table: Table, reporter: ProgressReporter
         if args.checkpoint:
             raise InvalidInputError(
                 "--checkpoint resumes one model's fit: give one K and one covariance type")
-        selection = select(table.X, args.components, args.covariance,
+        selection = select(X, args.components, args.covariance,
                            criterion=args.criterion, convention=args.convention,
-                           sample_weight=table.weights, progress=reporter, **options)
+                           sample_weight=weights, progress=reporter, **options)
         model = selection.best
         failed = sum(c.error is not None for c in selection.candidates)
         reporter.finish(f"fitted {counted(len(selection.candidates) - failed, 'model')}"

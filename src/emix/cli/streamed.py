@@ -1,7 +1,8 @@
-"""``emix fit --chunk-size`` and ``--scheduler``: fits of files larger than
-memory, read a chunk of rows at a time, or spread over a Dask cluster.
+"""``emix fit --chunk-size`` and ``--scheduler``: fits (and model
+selection) on files larger than memory, read a chunk of rows at a time, or
+spread over a Dask cluster.
 
-Only one chunk is in the client's memory at a time: the fit reads the file
+Only one chunk is in the client's memory at a time: each fit reads the file
 once per EM iteration (``--chunk-size``), or the workers hold the data
 (``--scheduler``).  The statistics printed (log-likelihood, BIC, AIC, ICL)
 come from passes over the same chunks; a picture draws the fit over a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +56,45 @@ def chunk_source(table: ChunkedTable, weighted: bool):
     return source
 
 
-def fit_streamed(args, model: GaussianMixture, reporter, stdin, stack: ExitStack
-                 ) -> tuple[dict[str, Any], list[str], Any]:
-    """Fit ``model`` to the file; returns the statistics for the report, the
-    feature names and the data the picture draws (rows, weights) or None."""
+@dataclass
+class Streamed:
+    """The file as ``fit`` and ``select`` read it in pieces: ``X`` is a chunk
+    source (with the weights in its chunks) or a Dask array (with ``weights``
+    a Dask array); ``source`` re-reads the file chunk by chunk either way."""
+
+    X: Any
+    weights: Any
+    names: list[str]
+    source: Any
+    weighted: bool
+    on_cluster: bool
+
+    def n_rows(self) -> int:
+        if self.on_cluster:
+            return int(self.X.shape[0])
+        return sum(chunk[0].shape[0] if self.weighted else chunk.shape[0]
+                   for chunk in self.source())
+
+    def statistics(self, model: GaussianMixture, convention: str) -> dict[str, Any]:
+        if self.on_cluster:
+            return _dask_statistics(model, self.X, self.weights, convention)
+        return _chunk_statistics(model, self.source, self.weighted, convention)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """A uniform sample of at most SAMPLE_ROWS rows, for pictures."""
+        return ChunkedData(self.source).sample(SAMPLE_ROWS, np.random.default_rng(0))
+
+
+def open_streamed(args, stdin, stack: ExitStack) -> Streamed:
+    """The file of ``emix fit --chunk-size / --scheduler``, read in pieces."""
     table = stack.enter_context(open_table(args, stdin))
     weighted = bool(args.weights)
     names = table.names[:-1] if weighted else table.names
+    source = chunk_source(table, weighted)  # the table reads --chunk-size rows at a time
     if args.scheduler:
         X, weights = _on_cluster(args, table, weighted, stack)
-        model.fit(X, sample_weight=weights, progress=reporter, checkpoint=args.checkpoint)
-        stats = _dask_statistics(model, X, weights, args.convention)
-        picture = None
-        if args.plot:
-            picture = _sample_rows(model, chunk_source(table, weighted))
-        return stats, names, picture
-    source = chunk_source(table, weighted)  # the table reads --chunk-size rows at a time
-    model.fit(source, progress=reporter, checkpoint=args.checkpoint)
-    stats = _chunk_statistics(model, source, weighted, args.convention)
-    picture = _sample_rows(model, source) if args.plot else None
-    return stats, names, picture
+        return Streamed(X, weights, names, source, weighted, on_cluster=True)
+    return Streamed(source, None, names, source, weighted, on_cluster=False)
 
 
 def _statistics(model: GaussianMixture, n_rows: int, n: float, log_likelihood: float,
@@ -119,12 +140,6 @@ def _dask_statistics(model: GaussianMixture, X, weights, convention: str) -> dic
     n, log_likelihood, cost = dask.compute(n, log_likelihood, cost)
     return _statistics(model, int(X.shape[0]), float(n), float(log_likelihood), float(cost),
                        convention)
-
-
-def _sample_rows(model: GaussianMixture, source) -> tuple[np.ndarray, np.ndarray]:
-    """A uniform sample of the rows (at most SAMPLE_ROWS) for the picture."""
-    data = ChunkedData(source)
-    return data.sample(SAMPLE_ROWS, np.random.default_rng(0))
 
 
 def _on_cluster(args, table: ChunkedTable, weighted: bool, stack: ExitStack):

@@ -168,6 +168,11 @@ class ChunkedData:
                 "iteration, so the source must give the same rows every time it is called "
                 "(a function returning a fresh iterator, not a used one).")
 
+    @property
+    def weight_scale(self) -> float:
+        """The factor :meth:`chunks` applies to the weights."""
+        return float(np.ldexp(1.0, self._weight_exponent))
+
     # -- the back-end interface ----------------------------------------------------
     def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:
         """``sum(step(rows, weights, workspace))`` over the whole source; each

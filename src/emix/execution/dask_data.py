@@ -154,6 +154,11 @@ class DaskData:
         self._weight_exponent = (0 if self.weights is None
                                  else -int(np.frexp(survey.largest_weight)[1]))
 
+    @property
+    def weight_scale(self) -> float:
+        """The factor the blocks' weights are scaled by in the E-step."""
+        return float(np.ldexp(1.0, self._weight_exponent))
+
     def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:
         return self._map_sum(_block_step, step, self._weight_exponent)
 
