@@ -462,7 +462,7 @@ class GaussianMixture:
             weights = np.ldexp(weights, exponent)
         return InMemoryData(X, weights, chunk_rows=chunk_size or default_task_rows(
             X.shape[0], settings["n_threads"]),
-            weight_scale=float(np.ldexp(1.0, exponent))), names
+            weight_exponent=exponent), names
 
     @staticmethod
     def _weights_for_source(sample_weight: Any) -> np.ndarray | None:

@@ -320,7 +320,10 @@ def _weighted_sums(data: Any, model: GaussianMixture | None) -> tuple[float, flo
     """One pass: the total weight and (with a model) ICL's classification
     cost ``-sum_i w_i log max_k r_ik``, in the caller's units of weight."""
     total = data.map_reduce(partial(_weighted_sums_of_chunk, model))
-    return float(total[0] / data.weight_scale), float(total[1] / data.weight_scale)
+    # The back-ends scaled the weights by 2**weight_exponent (exactly); a
+    # power of two as a float could overflow, its exponent cannot.
+    total = np.ldexp(total, -data.weight_exponent)
+    return float(total[0]), float(total[1])
 
 
 def _weighted_sums_of_chunk(model: GaussianMixture | None, X: np.ndarray,

@@ -48,7 +48,8 @@ class ChunkedData:
         self._task_rows = task_rows
         self._runner = InMemoryData(np.empty((0, 1)), chunk_rows=1)
         self.n_threads = n_threads
-        self._weight_exponent = 0
+        #: :meth:`chunks` scales the weights by 2**weight_exponent (set by the survey).
+        self.weight_exponent = 0
         self._survey()
 
     # -- what the fit needs to know ------------------------------------------------
@@ -107,7 +108,7 @@ class ChunkedData:
         if has_weights:
             # As in memory: the fit does not depend on the weights' scale, and
             # a power of two brings them near 1 exactly.
-            self._weight_exponent = -int(np.frexp(largest_weight)[1])
+            self.weight_exponent = -int(np.frexp(largest_weight)[1])
 
     def _raw_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Checked chunks as the source gives them (any float dtype)."""
@@ -150,7 +151,7 @@ class ChunkedData:
                 X = X.astype(self.dtype)
             if self.has_weights:
                 weights = np.ones(X.shape[0]) if weights is None else weights
-                weights = np.ldexp(weights, self._weight_exponent)
+                weights = np.ldexp(weights, self.weight_exponent)
             seen += X.shape[0]
             if seen > self.n_samples:
                 break
@@ -167,11 +168,6 @@ class ChunkedData:
                 f"pass but {self.n_samples} in the first: EM reads the data once per "
                 "iteration, so the source must give the same rows every time it is called "
                 "(a function returning a fresh iterator, not a used one).")
-
-    @property
-    def weight_scale(self) -> float:
-        """The factor :meth:`chunks` applies to the weights."""
-        return float(np.ldexp(1.0, self._weight_exponent))
 
     # -- the back-end interface ----------------------------------------------------
     def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:

@@ -151,16 +151,12 @@ class DaskData:
                 "weight for there to be anything to fit.")
         self.n_positive = survey.positive
         self._summary = survey.summary.result()
-        self._weight_exponent = (0 if self.weights is None
+        # The blocks' weights are scaled by 2**weight_exponent in the E-step.
+        self.weight_exponent = (0 if self.weights is None
                                  else -int(np.frexp(survey.largest_weight)[1]))
 
-    @property
-    def weight_scale(self) -> float:
-        """The factor the blocks' weights are scaled by in the E-step."""
-        return float(np.ldexp(1.0, self._weight_exponent))
-
     def map_reduce(self, step: Callable[[np.ndarray, np.ndarray | None, Workspace], Any]) -> Any:
-        return self._map_sum(_block_step, step, self._weight_exponent)
+        return self._map_sum(_block_step, step, self.weight_exponent)
 
     def column_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._summary
@@ -170,7 +166,7 @@ class DaskData:
         block on the workers (bottom-k, each block with its own seed from
         ``rng``) and merged, so at most ``max_rows`` rows per task reach the
         client."""
-        exponent = self._weight_exponent
+        exponent = self.weight_exponent
         if self.n_positive <= max_rows:
             sample = self._map_sum(_block_rows, exponent)
             return sample.rows, sample.weights

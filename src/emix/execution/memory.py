@@ -64,12 +64,12 @@ class InMemoryData:
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
                  chunk_rows: int, n_threads: int = 1, workspace: Workspace | None = None,
-                 weight_scale: float = 1.0):
+                 weight_exponent: int = 0):
         self.X = X
         self.sample_weight = sample_weight
-        #: The factor by which the caller scaled the weights (sums of weights
-        #: over the data divided by it are in the user's units).
-        self.weight_scale = weight_scale
+        #: The caller scaled the weights by 2**weight_exponent (sums of
+        #: weights scaled back by it are in the user's units).
+        self.weight_exponent = weight_exponent
         self.chunk_rows = int(chunk_rows)
         self.n_threads = max(1, int(n_threads))
         self.workspace = Workspace() if workspace is None else workspace
