@@ -130,3 +130,27 @@ def test_an_unwritable_checkpoint_is_refused_before_fitting(X, tmp_path):
         GaussianMixture(**_settings()).fit(X, checkpoint=tmp_path / "missing" / "fit.ckpt",
                                            progress=calls.append)
     assert calls == []
+
+
+@pytest.mark.parametrize("source", ["chunks", "dask"])
+def test_checkpoints_work_for_data_read_in_pieces(X, tmp_path, source):
+    if source == "dask":
+        da = pytest.importorskip("dask.array")
+        data = da.from_array(X, chunks=400)
+    else:
+        def data():
+            return iter(np.array_split(X, 4))
+    reference = GaussianMixture(**_settings()).fit(X)
+    path = tmp_path / "fit.ckpt"
+
+    def stop(progress):
+        if (progress.restart, progress.iteration) == (0, 5):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        GaussianMixture(**_settings()).fit(data, progress=stop, checkpoint=path)
+    resumed = GaussianMixture(**_settings()).fit(data, checkpoint=path)
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(resumed, name), getattr(reference, name),
+                                   rtol=1e-10, atol=0)
+    assert resumed.n_iter_ == reference.n_iter_
