@@ -61,10 +61,6 @@ class ChunkedData:
     def n_threads(self, value: int) -> None:
         self._runner.n_threads = max(1, int(value))
 
-    @property
-    def workspace(self) -> Workspace:
-        return self._runner.workspace
-
     def _survey(self) -> None:
         """One pass: shapes, dtypes, weights; every chunk checked."""
         n_samples = 0
@@ -142,7 +138,7 @@ class ChunkedData:
             yield X, weights
             start += X.shape[0]
 
-    def chunks(self, rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """(rows, weights or None) in the fit's dtype, the weights scaled as
         the survey decided; checks that each pass gives the survey's rows."""
         seen = 0
@@ -155,12 +151,7 @@ class ChunkedData:
             seen += X.shape[0]
             if seen > self.n_samples:
                 break
-            if rows is None or X.shape[0] <= rows:
-                yield X, weights
-            else:
-                for start in range(0, X.shape[0], rows):
-                    yield (X[start:start + rows],
-                           None if weights is None else weights[start:start + rows])
+            yield X, weights
         if seen != self.n_samples:
             raise InvalidInputError(
                 f"{self.label} gave {seen if seen <= self.n_samples else 'more than'} "
@@ -183,14 +174,6 @@ class ChunkedData:
             total = part if total is None else total + part
         runner.X, runner.sample_weight = np.empty((0, 1)), None
         return total
-
-    def map_rows(self, step: Callable[[np.ndarray, Workspace], np.ndarray],
-                 out: np.ndarray) -> np.ndarray:
-        start = 0
-        for X, _ in self.chunks():
-            out[start:start + X.shape[0]] = step(X, self.workspace)
-            start += X.shape[0]
-        return out
 
     def column_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return summarise(ColumnSummary.of(X, w) for X, w in self.chunks())
