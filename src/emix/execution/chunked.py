@@ -18,7 +18,7 @@ from .. import _validation as check
 from ..exceptions import InvalidInputError
 from ..io.pages import copy_rows
 from .memory import InMemoryData, default_task_rows
-from .summary import ColumnSummary, RowSample, summarise
+from .summary import ColumnSummary, RowSample
 from .workspace import Workspace
 
 #: Bytes of one chunk read from a memory map (the page cache holds the file;
@@ -62,13 +62,15 @@ class ChunkedData:
         self._runner.n_threads = max(1, int(value))
 
     def _survey(self) -> None:
-        """One pass: shapes, dtypes, weights; every chunk checked."""
+        """One pass: shapes, dtypes, weights and the columns' summary; every
+        chunk checked."""
         n_samples = 0
         n_features = None
         all_float32 = True
         has_weights = self._given_weights is not None
         positive = 0
         largest_weight = 0.0
+        summary = None
         for number, (X, weights) in enumerate(self._raw_chunks(), start=1):
             if n_features is None:
                 n_features = X.shape[1]
@@ -85,6 +87,8 @@ class ChunkedData:
                 if weights.size:
                     largest_weight = max(largest_weight, float(weights.max()))
             n_samples += X.shape[0]
+            part = ColumnSummary.of(X, weights)
+            summary = part if summary is None else summary + part
         if n_features is None or n_samples == 0:
             raise InvalidInputError(
                 f"{self.label} gave no rows; pass a source with at least one row of data.")
@@ -101,6 +105,7 @@ class ChunkedData:
         self.n_positive = positive
         self.dtype = np.dtype(np.float32 if all_float32 else np.float64)
         self.has_weights = has_weights
+        self._summary = summary
         if has_weights:
             # As in memory: the fit does not depend on the weights' scale, and
             # a power of two brings them near 1 exactly.
@@ -135,6 +140,10 @@ class ChunkedData:
                                                     allow_all_zero=True)
             elif given is not None:
                 weights = given[start:start + X.shape[0]]
+                if weights.shape[0] != X.shape[0]:
+                    raise InvalidInputError(
+                        f"sample_weight has {given.shape[0]} weights but {self.label} has "
+                        "more rows; give one weight per row.")
             yield X, weights
             start += X.shape[0]
 
@@ -176,7 +185,8 @@ class ChunkedData:
         return total
 
     def column_summary(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return summarise(ColumnSummary.of(X, w) for X, w in self.chunks())
+        """From the survey's pass: no pass of its own."""
+        return self._summary.result()
 
     def sample(self, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`InMemoryData.sample`: all rows of positive weight, in
