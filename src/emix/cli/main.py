@@ -397,10 +397,13 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
             table, source = _read(args, stdin)
             X, weights, names = table.X, table.weights, table.names
         model, selection = _fit_or_select(args, X, weights, reporter)
-        if streamed:
-            n_rows = data.n_rows()
-            stats = (selected_statistics(selection, n_rows) if selection is not None
-                     else data.statistics(model, args.convention))
+        if streamed:  # one more pass over the file, for the statistics or the row count
+            if selection is None:
+                stats = data.statistics(model, args.convention)
+                n_rows = stats["n_rows"]
+            else:
+                n_rows = data.n_rows()
+                stats = selected_statistics(selection, n_rows)
             if args.plot:
                 rows, row_weights = data.sample()
                 table = Table(rows, names, row_weights)
