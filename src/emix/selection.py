@@ -319,15 +319,17 @@ def _select(X, weights, n_samples, n_features, classification_cost, grid_k, grid
 def _weighted_sums(data: Any, model: GaussianMixture | None) -> tuple[float, float]:
     """One pass: the total weight and (with a model) ICL's classification
     cost ``-sum_i w_i log max_k r_ik``, in the caller's units of weight."""
-    total = data.map_reduce(partial(_weighted_sums_of_chunk, model))
+    total = data.map_reduce(partial(weighted_sums_of_chunk, model))
     # The back-ends scaled the weights by 2**weight_exponent (exactly); a
     # power of two as a float could overflow, its exponent cannot.
     total = np.ldexp(total, -data.weight_exponent)
     return float(total[0]), float(total[1])
 
 
-def _weighted_sums_of_chunk(model: GaussianMixture | None, X: np.ndarray,
-                            weights: np.ndarray | None, workspace: Any) -> np.ndarray:
+def weighted_sums_of_chunk(model: GaussianMixture | None, X: np.ndarray,
+                           weights: np.ndarray | None, workspace: Any = None) -> np.ndarray:
+    """(total weight, classification cost) of some rows, as an array that
+    adds over chunks; the cost is 0 without a model."""
     cost = 0.0
     if model is not None:
         best = -np.log(model.predict_proba(X).astype(np.float64).max(axis=1))

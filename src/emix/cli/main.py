@@ -414,7 +414,10 @@ def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
     with _fitted_names_ignored():
         if not streamed:
             stats = (selected_statistics(selection, n_rows) if selection is not None
-                     else fit_statistics(model, X, weights, args.convention))
+                     else fit_statistics(model, n_rows, float(X.shape[0] if weights is None
+                                                              else weights.sum()),
+                                         model.classification_cost(X, weights),
+                                         args.convention))
         if args.format == "json":
             record = {"data": {"source": source, "n_samples": n_rows,
                                "features": list(names)},

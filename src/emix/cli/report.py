@@ -19,18 +19,19 @@ def feature_names(model: GaussianMixture) -> list[str]:
     return [str(name) for name in names]
 
 
-def fit_statistics(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | None,
+def fit_statistics(model: GaussianMixture, n_rows: int, n: float, classification_cost: float,
                    convention: str = "sklearn") -> dict[str, Any]:
-    """Data size, log-likelihood and criteria of ``model`` on the data, the
-    criteria in ``convention`` ('mclust': negated, higher is better)."""
-    n = float(X.shape[0] if weights is None else weights.sum())
-    # Two passes over the data (log-likelihood, classification cost)
-    # rather than one per criterion.
-    log_likelihood = model.score(X, sample_weight=weights) * n
+    """Data size, log-likelihood and criteria of ``model`` just fitted to
+    ``n_rows`` rows of total weight ``n`` (with that classification cost,
+    ICL's penalty), the criteria in ``convention`` ('mclust': negated,
+    higher is better)."""
+    # lower_bound_ is the per-sample log-likelihood of the fitted parameters,
+    # from the fit's last E-step: no pass over the data for it.
+    log_likelihood = model.lower_bound_ * n
     criteria = information_criteria(log_likelihood, model._n_parameters(), n,
-                                    model.classification_cost(X, weights))
+                                    classification_cost)
     sign = -1.0 if convention == "mclust" else 1.0
-    return {"n_rows": int(X.shape[0]), "n_samples": n, "log_likelihood": log_likelihood,
+    return {"n_rows": int(n_rows), "n_samples": n, "log_likelihood": log_likelihood,
             "convention": convention,
             **{name: sign * value for name, value in criteria.items()}}
 

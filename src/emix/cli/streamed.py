@@ -24,7 +24,8 @@ from ..exceptions import InvalidInputError
 from ..execution.chunked import ChunkedData
 from ..io.tables import ChunkedTable, iter_chunks
 from ..mixture import GaussianMixture
-from ..selection import information_criteria
+from ..selection import weighted_sums_of_chunk
+from .report import fit_statistics
 
 #: Seconds to wait for a Dask scheduler before giving up.
 CONNECT_TIMEOUT = 20
@@ -97,49 +98,27 @@ def open_streamed(args, stdin, stack: ExitStack) -> Streamed:
     return Streamed(source, None, names, source, weighted, on_cluster=False)
 
 
-def _statistics(model: GaussianMixture, n_rows: int, n: float, log_likelihood: float,
-                cost: float, convention: str) -> dict[str, Any]:
-    criteria = information_criteria(log_likelihood, model._n_parameters(), n, cost)
-    sign = -1.0 if convention == "mclust" else 1.0
-    return {"n_rows": n_rows, "n_samples": n, "log_likelihood": log_likelihood,
-            "convention": convention,
-            **{name: sign * value for name, value in criteria.items()}}
-
-
 def _chunk_statistics(model: GaussianMixture, source, weighted: bool, convention: str
                       ) -> dict[str, Any]:
-    """One pass: log-likelihood and classification cost, chunk by chunk."""
-    n = log_likelihood = cost = 0.0
-    n_rows = 0
+    """One pass: rows, total weight and classification cost, chunk by chunk."""
+    n_rows, total = 0, np.zeros(2)
     for chunk in source():
         X, weights = chunk if weighted else (chunk, None)
-        log_density = model.score_samples(X).astype(np.float64)
-        best = -np.log(model.predict_proba(X).astype(np.float64).max(axis=1))
         n_rows += X.shape[0]
-        if weights is None:
-            n += X.shape[0]
-            log_likelihood += float(log_density.sum())
-            cost += float(best.sum())
-        else:
-            n += float(weights.sum())
-            log_likelihood += float(weights @ log_density)
-            cost += float(weights @ best)
-    return _statistics(model, n_rows, n, log_likelihood, cost, convention)
+        total += weighted_sums_of_chunk(model, X, weights)
+    return fit_statistics(model, n_rows, float(total[0]), float(total[1]), convention)
 
 
 def _dask_statistics(model: GaussianMixture, X, weights, convention: str) -> dict[str, Any]:
     import dask
 
-    log_density = model.score_samples(X)
     best = -np.log(model.predict_proba(X).max(axis=1))
     if weights is None:
-        n, log_likelihood, cost = X.shape[0], log_density.sum(), best.sum()
+        n, cost = X.shape[0], best.sum()
     else:
-        n, log_likelihood, cost = weights.sum(), (weights * log_density).sum(), \
-            (weights * best).sum()
-    n, log_likelihood, cost = dask.compute(n, log_likelihood, cost)
-    return _statistics(model, int(X.shape[0]), float(n), float(log_likelihood), float(cost),
-                       convention)
+        n, cost = weights.sum(), (weights * best).sum()
+    n, cost = dask.compute(n, cost)
+    return fit_statistics(model, int(X.shape[0]), float(n), float(cost), convention)
 
 
 def _on_cluster(args, table: ChunkedTable, weighted: bool, stack: ExitStack):
