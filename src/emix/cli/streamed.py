@@ -175,13 +175,10 @@ def _npy_on_workers(path: Path, chunk_rows: int | None, da):
 
 def _read_rows(path: str, start: int, stop: int) -> np.ndarray:
     """Rows [start, stop) of a .npy file, as float64 (a task on a worker)."""
-    from ..io.pages import can_release, release_pages
+    from ..io.pages import copy_rows
 
-    mapped = np.load(path, mmap_mode="r")
-    view = mapped[start:stop]
-    rows = np.array(view, dtype=np.float64).reshape(stop - start, -1)
-    if can_release(mapped):
-        release_pages(view)
+    rows = copy_rows(np.load(path, mmap_mode="r"), start, stop)
+    rows = np.asarray(rows, dtype=np.float64).reshape(stop - start, -1)
     if not np.isfinite(rows).all():
         raise InvalidInputError(f"{path!r} holds NaN or inf in rows {start + 1}..{stop}")
     return rows
