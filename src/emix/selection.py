@@ -63,6 +63,8 @@ class Candidate:
     error: str | None = None
     repairs: int = 0  # collapsed components repaired during the fit
     warnings: tuple[Warning, ...] = field(default=(), repr=False, compare=False)
+    #: The total weight of the data (n in the criteria); NaN for a failed fit.
+    n_samples: float = field(default=math.nan, repr=False, compare=False)
 
     @property
     def converged(self) -> bool:
@@ -267,58 +269,55 @@ def select(X: Any, n_components: int | Iterable[int] = range(1, 10),
             "to GaussianMixture.")
     with ExitStack() as opened:
         if read_in_pieces(X):
-            # A file, memory map, chunk source or Dask collection: each fit
-            # reads it as fit does, and the criteria's sums take one pass.
+            # A file, memory map, chunk source or Dask collection, opened and
+            # checked once for all the fits; each fit reads it in pieces, and
+            # the criteria's sums take one more pass per model.
             settings = GaussianMixture(chunk_size=options.get("chunk_size"))._check_settings()
-            data, _ = GaussianMixture()._data_for_fit(X, sample_weight, settings, opened)
-            weights = sample_weight
+            data, names = GaussianMixture()._data_for_fit(X, sample_weight, settings, opened)
             n_features = data.n_features
-            n_samples = _weighted_sums(data, None)[0]
 
-            def classification_cost(model: GaussianMixture) -> float:
-                return _weighted_sums(data, model)[1]
+            def fit(model: GaussianMixture, report) -> None:
+                model._fit_data(data, names, model._check_settings(), report, None)
+
+            def totals(model: GaussianMixture) -> tuple[float, float]:
+                return _weighted_sums(data, model)
         else:
             X = check.as_float_array(X)
             weights = check.check_sample_weight(sample_weight, X.shape[0])
             n_samples = float(X.shape[0] if weights is None else weights.sum())
             n_features = X.shape[1]
 
-            def classification_cost(model: GaussianMixture) -> float:
-                return model.classification_cost(X, weights)
+            def fit(model: GaussianMixture, report) -> None:
+                model.fit(X, sample_weight=weights, progress=report)
 
-        return _select(X, weights, n_samples, n_features, classification_cost, grid_k,
-                       grid_types, criterion, convention, n_init, tol, max_iter,
-                       random_state, progress, options)
+            def totals(model: GaussianMixture) -> tuple[float, float]:
+                return n_samples, model.classification_cost(X, weights)
 
+        if n_features == 1:
+            grid_types = _distinct_in_one_dimension(grid_types)
+        grid = [(k, cov) for cov in grid_types for k in grid_k]
+        candidates = []
+        for index, (k, cov) in enumerate(grid, start=1):
+            model = GaussianMixture(k, covariance_type=cov, n_init=n_init, tol=tol,
+                                    max_iter=max_iter, random_state=random_state, **options)
+            report = None
+            if progress is not None:
+                def report(state, index=index, k=k, cov=cov):
+                    progress(FitProgress(index, len(grid), k, cov, state))
+            candidates.append(_fit_candidate(model, fit, totals, n_features, convention, report))
 
-def _select(X, weights, n_samples, n_features, classification_cost, grid_k, grid_types,
-            criterion, convention, n_init, tol, max_iter, random_state, progress,
-            options) -> SelectionResult:
-    if n_features == 1:
-        grid_types = _distinct_in_one_dimension(grid_types)
-    grid = [(k, cov) for cov in grid_types for k in grid_k]
-    candidates = []
-    for index, (k, cov) in enumerate(grid, start=1):
-        model = GaussianMixture(k, covariance_type=cov, n_init=n_init, tol=tol,
-                                max_iter=max_iter, random_state=random_state, **options)
-        report = None
-        if progress is not None:
-            def report(state, index=index, k=k, cov=cov):
-                progress(FitProgress(index, len(grid), k, cov, state))
-        candidates.append(_fit_candidate(model, X, weights, n_samples, n_features,
-                                         classification_cost, convention, report))
-
-    if all(c.error is not None for c in candidates):
+    fitted = [c for c in candidates if c.error is None]
+    if not fitted:
         raise EmixError(f"no model could be fitted: {candidates[0].error}")
-    result = SelectionResult(tuple(candidates), criterion, convention, n_samples)
+    result = SelectionResult(tuple(candidates), criterion, convention, fitted[0].n_samples)
     for warning in result.best_candidate.warnings:
         warnings.warn(f"{result.best_candidate.label}: {warning}", type(warning), stacklevel=2)
     return result
 
 
-def _weighted_sums(data: Any, model: GaussianMixture | None) -> tuple[float, float]:
-    """One pass: the total weight and (with a model) ICL's classification
-    cost ``-sum_i w_i log max_k r_ik``, in the caller's units of weight."""
+def _weighted_sums(data: Any, model: GaussianMixture) -> tuple[float, float]:
+    """One pass: the total weight and ICL's classification cost ``-sum_i w_i
+    log max_k r_ik``, in the caller's units of weight."""
     total = data.map_reduce(partial(weighted_sums_of_chunk, model))
     # The back-ends scaled the weights by 2**weight_exponent (exactly); a
     # power of two as a float could overflow, its exponent cannot.
@@ -326,41 +325,40 @@ def _weighted_sums(data: Any, model: GaussianMixture | None) -> tuple[float, flo
     return float(total[0]), float(total[1])
 
 
-def weighted_sums_of_chunk(model: GaussianMixture | None, X: np.ndarray,
-                           weights: np.ndarray | None, workspace: Any = None) -> np.ndarray:
+def weighted_sums_of_chunk(model: GaussianMixture, X: np.ndarray, weights: np.ndarray | None,
+                           workspace: Any = None) -> np.ndarray:
     """(total weight, classification cost) of some rows, as an array that
-    adds over chunks; the cost is 0 without a model."""
-    cost = 0.0
-    if model is not None:
-        best = -np.log(model.predict_proba(X).astype(np.float64).max(axis=1))
-        cost = float(best.sum() if weights is None else weights @ best)
-    return np.array([X.shape[0] if weights is None else float(weights.sum()), cost])
+    adds over chunks."""
+    best = -np.log(model.predict_proba(X).astype(np.float64).max(axis=1))
+    if weights is None:
+        return np.array([X.shape[0], best.sum()])
+    return np.array([weights.sum(), weights @ best])
 
 
-def _fit_candidate(model: GaussianMixture, X: Any, weights: Any, n: float, n_features: int,
-                   classification_cost: Callable[[GaussianMixture], float], convention: str,
-                   report) -> Candidate:
+def _fit_candidate(model: GaussianMixture, fit: Callable[[GaussianMixture, Any], None],
+                   totals: Callable[[GaussianMixture], tuple[float, float]], n_features: int,
+                   convention: str, report) -> Candidate:
     k, cov = model.n_components, model.covariance_type
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model.fit(X, sample_weight=weights, progress=report)
+            fit(model, report)
         except _FIT_FAILURES as exc:
             n_parameters = GaussianFamily(cov, model.reg_covar).n_parameters(k, n_features)
             return Candidate(k, cov, math.nan, n_parameters, math.nan, math.nan, math.nan,
                              "failed", 0, error=str(exc))
+    n, classification_cost = totals(model)
     notes = tuple(w.message for w in caught)
     # lower_bound_ is the per-sample log-likelihood of the fitted parameters,
     # from the fit's last E-step: no extra pass over the data for BIC/AIC.
     log_likelihood = model.lower_bound_ * n
     n_parameters = model._n_parameters()
-    criteria = information_criteria(log_likelihood, n_parameters, n,
-                                    classification_cost(model))
+    criteria = information_criteria(log_likelihood, n_parameters, n, classification_cost)
     scale = -1.0 if convention == "mclust" else 1.0
     return Candidate(k, cov, log_likelihood, n_parameters,
                      **{name: scale * value for name, value in criteria.items()},
                      state=model.convergence_state_, n_iter=model.n_iter_, model=model,
-                     repairs=len(model.collapses_), warnings=notes)
+                     repairs=len(model.collapses_), warnings=notes, n_samples=n)
 
 
 def information_criteria(log_likelihood: float, n_parameters: int, n_samples: float,
