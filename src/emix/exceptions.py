@@ -16,7 +16,16 @@ import numpy as np
 
 
 class EmixError(Exception):
-    """Base class of every error emix raises on purpose."""
+    """Base class of every error emix raises on purpose.
+
+    ``remedy`` holds, where the remedy is a setting, the constructor
+    parameters that fix the problem (e.g. ``{"reg_covar": 1e-4}``), so that
+    a program can follow it: ``model.set_params(**error.remedy)``.
+    """
+
+    def __init__(self, *args: object, remedy: dict[str, object] | None = None):
+        super().__init__(*args)
+        self.remedy: dict[str, object] = dict(remedy or {})
 
 
 class InvalidInputError(EmixError, ValueError):
