@@ -114,9 +114,12 @@ def test_negligible_responsibilities_are_taken_as_zero(dtype):
     smallest = np.sqrt(np.finfo(dtype).tiny)
     resp_weight, first, second = np.zeros(2), np.zeros((2, 1)), np.zeros((2, 4, 4))
     # Buffers for blocks of two rows: the second block is a partial one.
-    log_likelihood = numba_kernels.quadratic_e_step(
-        X, np.zeros(1), theta, means, np.zeros_like(means), np.empty(4 * 2, dtype),
+    # Bounds of zero: no row is recomputed about the means.
+    log_likelihood, recomputed = numba_kernels.quadratic_e_step(
+        X, np.zeros(1), theta, np.zeros((3, 2)), np.array([256.0, 50.0]),
+        means.astype(np.float64), np.ones((2, 1, 1)), np.zeros(2), np.empty(4 * 2, dtype),
         np.empty(2 * 2, dtype), np.empty(0), False, smallest, resp_weight, first, second)
+    assert recomputed == 0
     reference = np.exp(log_densities)
     responsibilities = reference / reference.sum(axis=0)
     kept = np.where(responsibilities < smallest, 0.0, responsibilities)
@@ -175,25 +178,41 @@ def test_a_row_beyond_range_takes_the_numpy_path_and_its_error():
         family.e_step(params, X, None, Workspace())
 
 
-def test_quadratic_form_yields_to_residuals_where_it_would_lose_digits(monkeypatch):
-    """Two clusters 1e4 standard deviations apart: in float32 the expansion
-    about the mixture's centre would lose every digit (eps * |c|^2 = 6), so
-    the E-step takes residuals about each mean instead, which lose only
-    eps * |c| (3e-4 of a standard deviation)."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quadratic_form_yields_to_residuals_where_it_would_lose_digits(dtype, monkeypatch):
+    """Two clusters 1e4 standard deviations apart (float32: the expansion
+    about the mixture's centre would lose every digit, eps * |c|^2 = 6), and
+    in float64 three outliers 1e4 away that a broad component owns (their
+    terms are 1e8 times their log-densities): those rows, and only those,
+    get their log-densities from residuals about each mean, and the
+    statistics are those of the NumPy path."""
     rng = np.random.default_rng(5)
     X = np.concatenate([rng.normal(size=(1000, 5)), rng.normal(size=(1000, 5)) + 1e4])
+    weights = np.array([0.5, 0.5])
+    means = np.array([X[:1000].mean(0), X[1000:].mean(0)])
+    covariances = np.stack([np.eye(5), np.eye(5)])
+    if dtype == np.float64:
+        X = rng.normal(size=(2000, 5))
+        X[:3] = 1e4 * rng.normal(size=(3, 5))
+        weights = np.array([1997, 3]) / 2000
+        means = np.array([X[3:].mean(0), X[:3].mean(0)])
+        covariances = np.stack([np.eye(5), np.cov(X[:3].T, bias=True) + np.eye(5)])
     family = GaussianFamily("full")
-    params = family.make_params(np.array([0.5, 0.5]), np.array([X[:1000].mean(0),
-                                                                X[1000:].mean(0)]),
-                                np.stack([np.eye(5), np.eye(5)]))
-    assert family._quadratic_coefficients(params, np.float32,
-                                          family._prepare(params, np.float64).const) is None
-    assert family._quadratic_coefficients(params, np.float64,
-                                          family._prepare(params, np.float64).const) is not None
-    X32 = X.astype(np.float32)  # the data themselves keep 4 digits after the point
-    reference = _numpy_stats(family, params, X32.astype(np.float64), None, monkeypatch)
-    ours = family.e_step(params, X32, None, Workspace())
-    _assert_same_stats(ours, reference, rtol=1e-3)
+    params = family.make_params(weights, means, covariances)
+    kernels = dict(_compiled.kernels())
+    counts = []
+
+    def counted(*args):
+        log_likelihood, recomputed = _compiled.kernels()["quadratic_e_step"](*args)
+        counts.append(recomputed)
+        return log_likelihood, recomputed
+
+    Xd = X.astype(dtype)
+    reference = _numpy_stats(family, params, Xd.astype(np.float64), None, monkeypatch)
+    monkeypatch.setitem(kernels, "quadratic_e_step", counted)
+    ours = family._compiled_e_step(kernels, params, Xd, None, Workspace())
+    assert sum(counts) == (2000 if dtype == np.float32 else 3)
+    _assert_same_stats(ours, reference, rtol=1e-5 if dtype == np.float32 else 1e-11)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

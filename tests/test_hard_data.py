@@ -75,8 +75,12 @@ def test_constant_column_is_warned_and_finite(covariance_type):
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag"])
 def test_constant_column_without_regularisation_is_a_clear_error(covariance_type):
     X = np.column_stack([blobs(300, 2, 2, seed=6), np.zeros(300)])
-    with pytest.raises(DegenerateComponentError, match=r"reg_covar=0.*Set reg_covar > 0"):
+    with pytest.raises(DegenerateComponentError,
+                       match=r"reg_covar=0 adds nothing there: set reg_covar=") as error:
         _fit(X, 2, covariance_type, reg_covar=0.0)
+    # The remedy, followed, works.
+    assert error.value.remedy["reg_covar"] > 0
+    assert_finite_fit(_fit(X, 2, covariance_type, **error.value.remedy))
 
 
 def test_constant_column_is_no_singularity_for_one_variance_per_component():
@@ -222,8 +226,9 @@ def test_all_samples_identical():
     model = _fit(X, 1, "full")
     assert_finite_fit(model)
     np.testing.assert_allclose(model.covariances_[0], np.eye(2) * model.reg_covar)
-    with pytest.raises(DegenerateComponentError, match="reg_covar"):
+    with pytest.raises(DegenerateComponentError, match="reg_covar") as error:
         _fit(X, 1, "full", reg_covar=0.0)
+    assert_finite_fit(_fit(X, 1, "full", **error.value.remedy))
 
 
 def test_far_outlier_keeps_every_parameter_finite():

@@ -279,7 +279,7 @@ class GaussianMixture:
                   checkpoint_path: str | os.PathLike | None) -> GaussianMixture:
         n_components = settings["n_components"]
         self._check_sample_count(data.n_positive, n_components)
-        family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
+        family = GaussianFamily(settings["covariance_type"], settings["reg_covar"], data.dtype)
         n_features = data.n_features
         user_init = self._check_initial_parameters(family, n_components, n_features)
         rng = check.check_random_state(self.random_state)

@@ -263,12 +263,12 @@ def partial_fit(estimator: Any, X: Any, sample_weight: Any = None, *,
         raise InvalidInputError(f"step_offset must be >= 0; got {step_offset!r}.")
     settings = estimator._check_settings()
     n_components = settings["n_components"]
-    family = GaussianFamily(settings["covariance_type"], settings["reg_covar"])
     fitted = estimator.__sklearn_is_fitted__()
     names = check.feature_names_of(X)
     if fitted:
         estimator._check_feature_names(X)
     X = check.as_float_array(X)
+    family = GaussianFamily(settings["covariance_type"], settings["reg_covar"], X.dtype)
     weights = check.check_sample_weight(sample_weight, X.shape[0])
     if weights is not None:
         # As in fit: a power of two brings the weights near 1 exactly; the

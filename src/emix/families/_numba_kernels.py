@@ -406,8 +406,8 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
 
 
 @_jit
-def quadratic_e_step(X, shift, theta, means, means_low, features, values, row_weights,
-                     use_weights, smallest, resp_weight, first, second):
+def quadratic_e_step(X, shift, theta, bounds, tolerances, means, prec_chol, const, features,
+                     values, row_weights, use_weights, smallest, resp_weight, first, second):
     """The whole E-step of full (and tied) covariances for the rows of
     ``X``, block by block: a block's quadratic features
     (:func:`quadratic_features`) times ``theta`` (K, P', zero beyond the P
@@ -417,8 +417,21 @@ def quadratic_e_step(X, shift, theta, means, means_low, features, values, row_we
     ``first`` and ``second`` while the block is still in the cache.
     ``features`` and ``values`` are flat buffers of X's dtype whose length,
     over P' and over K, is the rows per block.  Adds each component's sum of
-    responsibilities to ``resp_weight`` and returns the log-likelihood
-    (NaN: a row beyond range; the statistics are then unusable).
+    responsibilities to ``resp_weight`` and returns (log-likelihood, rows
+    whose log-densities were recomputed about each mean); the
+    log-likelihood is NaN for a row beyond range (the statistics are then
+    unusable).
+
+    The expansion about the centre ``shift`` rounds each term, and its
+    terms grow with a row's distance from the centre in units of a
+    component's spread, not with its distance from that component: a row
+    far from the centre but near a component (an outlier that a broad
+    component owns, a cluster far from the others) can lose every digit.
+    :func:`flag_inexact_rows` bounds that rounding per row and component
+    from ``bounds`` ((3, K), see its docstring) and ``tolerances``; the
+    rows it flags get their log-densities again from residuals about each
+    mean (``means`` (K, d) and ``prec_chol`` (K, d, d) upper triangular,
+    float64; ``const`` the log-constants), as the NumPy path computes them.
 
     One call per chunk, with the GIL released throughout (from Python the
     steps of each block took the GIL six times, and two threads waiting for
@@ -438,32 +451,105 @@ def quadratic_e_step(X, shift, theta, means, means_low, features, values, row_we
     block = min(features.size // padded_terms, values.size // n_components)
     work = np.empty((3, block), values.dtype)
     padded = second.shape[1]
-    centred = np.zeros((padded, block), X.dtype)
-    weighted = np.zeros((padded, block), X.dtype)
-    rows_t = np.empty((X.shape[1], block), X.dtype)
+    shifted = np.empty((n_features, block), X.dtype)
+    centred = np.zeros((padded, block))
+    weighted = np.zeros((padded, block))
+    rows_t = np.empty((n_features, block), X.dtype)
+    norms = np.empty(block)
+    flagged = np.empty(block, np.int64)
     log_likelihood = 0.0
+    recomputed = 0
     for start in range(0, n_rows, block):
         count = min(block, n_rows - start)
-        # Transposed once: the features and the moments read the same columns
-        # (``centred`` holds x - shift for the features until the moments
-        # write residuals into it).
+        # Transposed once: the features and the moments read the same columns.
         transpose_rows(X, start, count, rows_t)
         part = features[:padded_terms * count].reshape((padded_terms, count))
-        quadratic_features(rows_t, count, shift, centred, part[:n_terms])
+        quadratic_features(rows_t, count, shift, shifted, part[:n_terms])
         part[n_terms:] = 0.0
         resp = values[:n_components * count].reshape((n_components, count))
         coefficients_times_features(theta, part, resp, count)
+        n_flagged = flag_inexact_rows(resp, shifted, count, bounds, tolerances, norms,
+                                      work[0], flagged)
+        for f in range(n_flagged):
+            exact_log_densities(rows_t, flagged[f], means, prec_chol, const, resp)
+        recomputed += n_flagged
         log_likelihood += normalise_block(resp, count, row_weights, use_weights, start,
                                           work, resp_weight)
         if np.isnan(log_likelihood):
-            return log_likelihood
+            return log_likelihood, recomputed
         for k in range(n_components):
             for i in range(count):
                 if resp[k, i] < smallest:
                     resp[k, i] = 0.0
-        centred_moments(rows_t, count, means, means_low, resp, first, second, centred,
-                        weighted)
-    return log_likelihood
+        centred_moments(rows_t, count, means, resp, first, second, centred, weighted)
+    return log_likelihood, recomputed
+
+
+@_jit
+def flag_inexact_rows(logits, shifted, count, bounds, tolerances, norms, top, flagged):
+    """Write into ``flagged`` the rows of a block whose quadratic-form
+    log-densities may have lost digits; returns how many.
+
+    The terms of component k's expansion at a row x' (= x - centre, the
+    columns of ``shifted``) add up in absolute value to at most
+    ``a_k |x'|^2 + b_k |x'| + c_k`` (``bounds`` rows a, b, c: half the
+    largest absolute row sum of the precision, the norm of the linear
+    coefficients, the constant's magnitude), and their rounding is
+    proportional to that.  A row is flagged where, for a component that
+    could matter (its log-density, plus that bound, within ``tolerances[1]``
+    of the row's largest), the bound exceeds ``tolerances[0]`` times the
+    log-density's magnitude (at least 1)."""
+    n_components = logits.shape[0]
+    n_features = shifted.shape[0]
+    cancellation, gap = tolerances[0], tolerances[1]
+    for i in range(count):
+        norms[i] = 0.0
+    for j in range(n_features):
+        column = shifted[j]
+        for i in range(count):
+            norms[i] += float(column[i]) * float(column[i])
+    for i in range(count):
+        top[i] = logits[0, i]
+    for k in range(1, n_components):
+        row = logits[k]
+        for i in range(count):
+            top[i] = row[i] if row[i] > top[i] else top[i]
+    n_flagged = 0
+    for i in range(count):
+        squared = norms[i]
+        length = np.sqrt(squared)
+        inexact = False
+        for k in range(n_components):
+            terms = bounds[0, k] * squared + bounds[1, k] * length + bounds[2, k]
+            value = float(logits[k, i])
+            # NaN (a row beyond range) fails every comparison: not flagged,
+            # and normalise_block reports it.
+            if (terms > cancellation * max(1.0, abs(value))
+                    and value + terms >= top[i] - gap):
+                inexact = True
+        if inexact:
+            flagged[n_flagged] = i
+            n_flagged += 1
+    return n_flagged
+
+
+@_jit
+def exact_log_densities(rows_t, i, means, prec_chol, const, logits):
+    """logits[:, i] = each component's log-density (plus its log weight) at
+    row i of the transposed block, from the residuals about each mean in
+    float64, whitened by the upper triangular ``prec_chol``."""
+    n_components, n_features = means.shape
+    residual = np.empty(n_features)
+    for k in range(n_components):
+        for a in range(n_features):
+            residual[a] = float(rows_t[a, i]) - means[k, a]
+        squared = 0.0
+        for j in range(n_features):
+            whitened = 0.0
+            for a in range(j + 1):
+                whitened += residual[a] * prec_chol[k, a, j]
+            squared += whitened * whitened
+        logits[k, i] = const[k] - 0.5 * squared
 
 
 @_jit
@@ -552,43 +638,39 @@ def quadratic_features(columns, count, shift, shifted, features):
 
 
 @_jit
-def centred_moments(columns, n_rows, means, means_low, resp, first, second, centred,
-                    weighted):
+def centred_moments(columns, n_rows, means, resp, first, second, centred, weighted):
     """Add sum_i r_ki (x_i - mu_k) and sum_i r_ki (x_i - mu_k)(x_i -
     mu_k)^T (upper triangle, and some entries just below the diagonal)
     over the first ``n_rows`` rows x (the columns of ``columns``, a block
-    transposed to (d, rows)) to the float64 outputs; ``resp`` is (K, rows)
-    in the data's dtype, ``second`` (K, d', d') with d' = d rounded up to a
-    multiple of 4.  ``centred`` and ``weighted`` ((d', rows) or wider, rows
-    d to d' zero) are scratch arrays of the data's dtype.
+    transposed to (d, rows), in the data's dtype) to the float64 outputs;
+    ``resp`` is (K, rows) in the data's dtype, ``second`` (K, d', d') with
+    d' = d rounded up to a multiple of 4.  ``centred`` and ``weighted``
+    ((d', rows) or wider, rows d to d' zero) are float64 scratch arrays.
 
     Residuals about each component's own mean: no cancellation, whatever
-    the data's offset.  They are computed in the data's dtype (float32 runs twice
-    as many lanes) as (x - m) - l, with ``means`` = m, mu rounded to the
-    data's dtype, and ``means_low`` = l = mu - m: x and m are exact in that dtype,
-    so the residual is within about 1 ulp of itself, as if computed in
-    float64 and rounded once.  Over the rows the sums run in the data's dtype, then
-    they are added in float64.  Feature pairs go in 4 x 2 tiles, so that each
-    value loaded serves several products; each tile ends in 8 horizontal
-    sums, which the caller amortises by passing blocks of several hundred
-    rows (measured: float32 moments 1.3x faster with 856 rows than 256)."""
+    the data's offset.  Everything here is float64, for float32 data too:
+    products of float32 numbers are exact in float64, so the second moments
+    are positive semi-definite to float64's rounding; in float32 they lose
+    every direction in which a component's variance is below float32's
+    rounding of its largest, and whether the start of an ill-conditioned
+    fit is positive definite then depends on the order of the sums.  Feature
+    pairs go in 4 x 2 tiles, so that each value loaded serves several
+    products; each tile ends in 8 horizontal sums, which the caller
+    amortises by passing blocks of several hundred rows."""
     n_components, n_features = means.shape
     padded = second.shape[1]
     for k in range(n_components):
         r = resp[k]
         for a in range(n_features):
             mean = means[k, a]
-            low = means_low[k, a]
             column = columns[a]
             out = centred[a]
             out_weighted = weighted[a]
-            # Loops in one type only, which vectorise (measured: float32
-            # moments 1.4x -> 1.85x faster than float64).
             for i in range(n_rows):
-                out[i] = (column[i] - mean) - low
-            moment1 = out[0] - out[0]
+                out[i] = float(column[i]) - mean
+            moment1 = 0.0
             for i in range(n_rows):
-                out_weighted[i] = out[i] * r[i]
+                out_weighted[i] = out[i] * float(r[i])
                 moment1 += out_weighted[i]
             first[k, a] += moment1
         for a in range(0, padded, 4):
@@ -599,14 +681,14 @@ def centred_moments(columns, n_rows, means, means_low, resp, first, second, cent
             for b in range(a, padded, 2):
                 c0 = centred[b]
                 c1 = centred[b + 1]
-                s00 = w0[0] - w0[0]
-                s01 = s00
-                s10 = s00
-                s11 = s00
-                s20 = s00
-                s21 = s00
-                s30 = s00
-                s31 = s00
+                s00 = 0.0
+                s01 = 0.0
+                s10 = 0.0
+                s11 = 0.0
+                s20 = 0.0
+                s21 = 0.0
+                s30 = 0.0
+                s31 = 0.0
                 for i in range(n_rows):
                     x0 = c0[i]
                     x1 = c1[i]

@@ -93,14 +93,40 @@ class CovarianceModel:
         raise NotImplementedError
 
     # -- E-step ------------------------------------------------------------
-    def prepare(self, means: np.ndarray, prec_chol: np.ndarray, shift: np.ndarray,
-                dtype: np.dtype) -> dict[str, np.ndarray]:
-        """Arrays that :meth:`whiten` reuses for every chunk of one pass."""
-        raise NotImplementedError
+    def prepare(self, means: np.ndarray, prec_chol: np.ndarray,
+                dtype: np.dtype) -> dict[str, np.ndarray | None]:
+        """Arrays that :meth:`whiten` reuses for every chunk of one pass: the
+        means split into a part in ``dtype`` and the rest (None in float64),
+        and the precision factor in ``dtype``."""
+        high = means.astype(dtype)
+        low = (means - high).astype(dtype) if high.dtype != means.dtype else None
+        return {"means": high, "means_low": low,
+                "prec_chol": self.fused_factor(prec_chol, *means.shape).astype(dtype)}
 
-    def whiten(self, X: np.ndarray, prepared: dict[str, np.ndarray], out: np.ndarray,
+    def whiten(self, X: np.ndarray, prepared: dict[str, np.ndarray | None], out: np.ndarray,
                workspace: Any) -> None:
-        """Write the whitened residuals ``(x_i - mu_k) P_k`` into out (m, K, d)."""
+        """Write the whitened residuals ``(x_i - mu_k) P_k`` into out (m, K, d).
+
+        The residuals are taken about each component's own mean, as
+        ``(x - m) - l`` with ``m`` the mean rounded to X's dtype and ``l``
+        the rest: x and m are exact there, so the residual is within about an
+        ulp of itself, whatever the data's distance from the origin or from
+        the other components (a product ``x P`` taken first would carry the
+        rounding of ``|x| |P|``, which at 1e6 standard deviations from the
+        origin is 0.06 of one in float32)."""
+        residual = self._residual_buffer(out, workspace)
+        np.subtract(X[:, None, :], prepared["means"][None], out=residual)
+        if prepared["means_low"] is not None:
+            residual -= prepared["means_low"]
+        self._whiten_residuals(residual, prepared["prec_chol"], out)
+
+    def _residual_buffer(self, out: np.ndarray, workspace: Any) -> np.ndarray:
+        """Where :meth:`whiten` puts the residuals before whitening them."""
+        return workspace.array("residual", out.shape, out.dtype)
+
+    def _whiten_residuals(self, residual: np.ndarray, factor: np.ndarray,
+                          out: np.ndarray) -> None:
+        """out = residual (m, K, d) times each component's ``fused_factor``."""
         raise NotImplementedError
 
     def log_det_prec_chol(self, prec_chol: np.ndarray, n_components: int,
@@ -131,16 +157,19 @@ class CovarianceModel:
 
     def quadratic_coefficients(self, means: np.ndarray, prec_chol: np.ndarray,
                                shift: np.ndarray, const: np.ndarray
-                               ) -> tuple[np.ndarray, float]:
+                               ) -> tuple[np.ndarray, np.ndarray]:
         """The log-densities as one linear map of quadratic features.
 
         With x' = x - shift and m_k = mu_k - shift, ``log N_k(x) + const_k``
         is ``-1/2 x'^T A_k x' + x'^T A_k m_k + const_k - 1/2 m_k^T A_k m_k``
         (A_k the precision): linear in the features x'_a x'_b (a <= b), x'
         and 1 (:func:`emix.families._numba_kernels.quadratic_features`).
-        Returns those coefficients, (K, d (d + 1) / 2 + d + 1), and the
-        largest ``m_k^T A_k m_k``: the expansion loses that many times the
-        rounding unit against residuals taken about each mean."""
+        Returns those coefficients, (K, d (d + 1) / 2 + d + 1), and bounds
+        (3, K) on the magnitude of the terms at a row x': at most
+        ``a_k |x'|^2 + b_k |x'| + c_k``, with a_k half the largest absolute
+        row sum of A_k, b_k the norm of A_k m_k and c_k the constant's
+        magnitude; the expansion's rounding is proportional to that sum
+        (:func:`emix.families._numba_kernels.flag_inexact_rows`)."""
         n_components, n_features = means.shape
         precisions = np.broadcast_to(self.precisions(prec_chol),
                                      (n_components, n_features, n_features))
@@ -149,8 +178,11 @@ class CovarianceModel:
         spread = np.einsum("ki,ki->k", offsets, pulled)
         rows, columns = np.triu_indices(n_features)
         quadratic = precisions[:, rows, columns] * np.where(rows == columns, -0.5, -1.0)
-        theta = np.concatenate([quadratic, pulled, (const - 0.5 * spread)[:, None]], axis=1)
-        return theta, float(spread.max())
+        constant = const - 0.5 * spread
+        theta = np.concatenate([quadratic, pulled, constant[:, None]], axis=1)
+        bounds = np.stack([0.5 * np.abs(precisions).sum(axis=2).max(axis=1),
+                           np.linalg.norm(pulled, axis=1), np.abs(constant)])
+        return theta, bounds
 
     # -- M-step ------------------------------------------------------------
     def empirical(self, resp_weight: np.ndarray, delta: np.ndarray, second: np.ndarray,
@@ -233,6 +265,18 @@ class CovarianceModel:
         """Inverse of :meth:`precisions`; raises SingularCovariance if one is
         not positive definite."""
         raise NotImplementedError
+
+    def covariances_from_cov_chol(self, cov_chol: np.ndarray) -> np.ndarray:
+        """``L L^T``, the covariances of covariance factors."""
+        return cov_chol @ np.swapaxes(cov_chol, -1, -2)
+
+    def valid_factor(self, prec_chol: np.ndarray) -> bool:
+        """Whether ``prec_chol`` is a usable precision factor: finite, with a
+        positive diagonal whose inverse is finite."""
+        diagonal = np.diagonal(prec_chol, axis1=-2, axis2=-1)
+        with np.errstate(divide="ignore"):
+            return bool(np.isfinite(prec_chol).all() and (diagonal > 0).all()
+                        and np.isfinite(1.0 / diagonal).all())
 
     def full_matrices(self, covariances: np.ndarray, n_components: int,
                       n_features: int) -> np.ndarray:
@@ -392,29 +436,9 @@ class FullCovariance(CovarianceModel):
     def n_parameters(self, n_components, n_features):
         return n_components * n_features * (n_features + 1) // 2
 
-    def prepare(self, means, prec_chol, shift, dtype):
-        n_components, n_features = means.shape
-        # All components' whitening in one (d, K*d) matrix: one large matrix
-        # product per chunk instead of K small ones.
-        stacked = np.ascontiguousarray(
-            prec_chol.transpose(1, 0, 2).reshape(n_features, n_components * n_features)
-        )
-        offset = np.einsum("ki,kij->kj", means - shift, prec_chol).reshape(-1)
-        return {
-            "shift": shift.astype(dtype),
-            "stacked": stacked.astype(dtype),
-            "offset": offset.astype(dtype),
-        }
-
-    def whiten(self, X, prepared, out, workspace):
-        m = X.shape[0]
-        centred = workspace.array("centred", (m, X.shape[1]), X.dtype)
-        # Subtracting a central point first keeps the product free of the
-        # data's offset (1e8 + x would otherwise lose x's digits).
-        np.subtract(X, prepared["shift"], out=centred)
-        flat = out.reshape(m, -1)
-        np.matmul(centred, prepared["stacked"], out=flat)
-        flat -= prepared["offset"]
+    def _whiten_residuals(self, residual, factor, out):
+        for k in range(factor.shape[0]):
+            np.matmul(residual[:, k], factor[k], out=out[:, k])
 
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
@@ -490,20 +514,10 @@ class TiedCovariance(CovarianceModel):
     def n_parameters(self, n_components, n_features):
         return n_features * (n_features + 1) // 2
 
-    def prepare(self, means, prec_chol, shift, dtype):
-        return {
-            "shift": shift.astype(dtype),
-            "prec_chol": prec_chol.astype(dtype),
-            "offset": ((means - shift) @ prec_chol).astype(dtype),
-        }
-
-    def whiten(self, X, prepared, out, workspace):
-        m = X.shape[0]
-        centred = workspace.array("centred", (m, X.shape[1]), X.dtype)
-        np.subtract(X, prepared["shift"], out=centred)
-        projected = workspace.array("projected", (m, X.shape[1]), X.dtype)
-        np.matmul(centred, prepared["prec_chol"], out=projected)
-        np.subtract(projected[:, None, :], prepared["offset"][None, :, :], out=out)
+    def _whiten_residuals(self, residual, factor, out):
+        n_features = residual.shape[2]
+        np.matmul(residual.reshape(-1, n_features), factor[0],
+                  out=out.reshape(-1, n_features))
 
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return np.full(n_components, np.log(np.diagonal(prec_chol)).sum())
@@ -574,13 +588,11 @@ class _ScaleModel(CovarianceModel):
     fused_kernel = "scaled"
     fused_max_features = 2**31
 
-    def prepare(self, means, prec_chol, shift, dtype):
-        return {"means": means.astype(dtype),
-                "prec_chol": prec_chol.reshape(means.shape[0], -1).astype(dtype)}
+    def _residual_buffer(self, out, workspace):
+        return out  # scaled in place
 
-    def whiten(self, X, prepared, out, workspace):
-        np.subtract(X[:, None, :], prepared["means"][None], out=out)
-        out *= prepared["prec_chol"]
+    def _whiten_residuals(self, residual, factor, out):
+        np.multiply(residual, factor, out=out)
 
     def unwhiten(self, first, second, cov_chol):
         return first * cov_chol.reshape(first.shape[0], -1), second * cov_chol**2
@@ -601,6 +613,14 @@ class _ScaleModel(CovarianceModel):
 
     def cov_chol_from_prec_chol(self, prec_chol):
         return 1.0 / prec_chol
+
+    def covariances_from_cov_chol(self, cov_chol):
+        return cov_chol**2
+
+    def valid_factor(self, prec_chol):
+        with np.errstate(divide="ignore"):
+            return bool(np.isfinite(prec_chol).all() and (prec_chol > 0).all()
+                        and np.isfinite(1.0 / prec_chol).all())
 
     def covariances_from_precisions(self, precisions):
         _raise_for_rows(~(np.isfinite(precisions) & (precisions > 0)))

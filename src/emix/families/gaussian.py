@@ -33,6 +33,7 @@ from . import _compiled
 from .base import MStepReport
 from .covariance import (
     COVARIANCE_MODELS,
+    ROUNDING_MARGIN,
     CovarianceModel,
     Prepared,
     SingularCovariance,
@@ -50,12 +51,28 @@ VANISHED_FRACTION = 1e-12
 FLOOR_FRACTION = 1e-4
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_EPS = float(np.finfo(np.float64).eps)
 
 _NO_WEIGHTS = np.ones(1)
 
-#: The most rounding error (in units of log-density) that the quadratic-form
-#: E-step may add; beyond it the residuals are taken about each mean.
-QUADRATIC_ROUNDING = 1e-4
+#: The quadratic-form E-step expands each log-density about the mixture's
+#: centre, and its rounding is a few units of the unit roundoff times the
+#: sum of its terms' magnitudes (measured on hostile data: at most 7.5 times
+#: the bound of :meth:`CovarianceModel.quadratic_coefficients`, itself above
+#: the true sum).  Rows where that bound exceeds this many times the
+#: log-density's own magnitude (at least 1) get theirs from residuals about
+#: each mean instead, so that every log-density is within about
+#: 8 x 256 = 2048 units of its own rounding, in float32 as in float64.  On
+#: clean data no row comes near it (cases C and E: terms at most ~30-60
+#: times the log-density; float32 errors measured there: median 1.2e-5 and
+#: 1.8e-4 nats, at most 2e-4 and 1.7e-3, for log-densities of -27 and
+#: -100); the rows beyond are outliers that a broad component owns and
+#: clusters far from the centre in their own spreads, where the terms are
+#: orders of magnitude larger than the log-density.
+QUADRATIC_CANCELLATION = 256.0
+#: A component whose log-density is this far below a row's largest adds
+#: less than exp(-50) = 2e-22 to the row: its rounding cannot matter.
+NEGLIGIBLE_LOG_RATIO = 50.0
 
 #: Bytes of quadratic features held at once (rows x d^2 / 2), a part of the
 #: L2 cache, so that the matrix product reads what was just written.
@@ -91,6 +108,18 @@ class GaussianParams:
     @property
     def n_features(self) -> int:
         return self.means.shape[1]
+
+
+@dataclass(frozen=True)
+class QuadraticForm:
+    """The quadratic-form E-step's inputs for one set of parameters and a
+    dtype (see :meth:`CovarianceModel.quadratic_coefficients`)."""
+
+    centre: np.ndarray  # (d,) the mixture's mean, float64
+    theta: np.ndarray  # (K, P') in the data's dtype, zero-padded to a multiple of 4
+    bounds: np.ndarray  # (3, K) float64
+    tolerances: np.ndarray  # (2,) see flag_inexact_rows
+    factor: np.ndarray  # (K, d, d) float64 precision factors
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,11 +200,17 @@ def _with_each_row(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray, *,
 class GaussianFamily:
     """Gaussian mixture components under one covariance structure."""
 
-    def __init__(self, covariance: str | CovarianceModel, reg_covar: float = 1e-6):
+    def __init__(self, covariance: str | CovarianceModel, reg_covar: float = 1e-6,
+                 parameter_dtype: Any = np.float64):
         self.covariance = (
             COVARIANCE_MODELS[covariance] if isinstance(covariance, str) else covariance
         )
         self.reg_covar = float(reg_covar)
+        #: The precision in which the fitted parameters are kept (the data's:
+        #: float32 fits give float32 attributes).  Parameters are rounded to
+        #: it as they are made, so that EM, lower_bound_ and every later
+        #: prediction use the very numbers that are stored.
+        self.parameter_dtype = np.dtype(parameter_dtype)
 
     @property
     def regularised(self) -> bool:
@@ -196,28 +231,46 @@ class GaussianFamily:
                     covariances: np.ndarray) -> GaussianParams:
         """Parameters from weights, means and covariances (factored here).
 
-        Raises :class:`~emix.families.covariance.SingularCovariance` when a
-        covariance is not positive definite.
+        Raises :class:`~emix.exceptions.DegenerateComponentError`, with the
+        ``reg_covar`` that would do as its remedy, when a covariance is not
+        positive definite, and :class:`~emix.exceptions.NumericalError` when
+        a value is not finite.
         """
-        cov_chol, prec_chol = self.covariance.factor(covariances)
-        return GaussianParams(
-            weights=np.asarray(weights, dtype=np.float64),
-            means=np.asarray(means, dtype=np.float64),
-            covariances=np.asarray(covariances, dtype=np.float64),
-            cov_chol=cov_chol,
-            prec_chol=prec_chol,
-        )
+        if not (np.isfinite(means).all() and np.isfinite(covariances).all()):
+            raise NumericalError(
+                "the M-step produced non-finite means or covariances; the data's "
+                "scale is beyond floating point: rescale the columns"
+            )
+        try:
+            cov_chol, prec_chol = self.covariance.factor(covariances)
+        except SingularCovariance as exc:
+            raise self._singular(covariances, exc.components) from None
+        weights = np.asarray(weights, dtype=np.float64)
+        means = np.asarray(means, dtype=np.float64)
+        covariances = np.asarray(covariances, dtype=np.float64)
+        if self.parameter_dtype != np.float64:
+            weights, means, prec_chol = (
+                _rounded(array, self.parameter_dtype) for array in (weights, means, prec_chol))
+            # A triangular factor with a positive diagonal stays one when
+            # rounded (the covariances themselves, rounded, need not stay
+            # positive definite): the covariances follow from it.
+            if not (np.isfinite(means).all() and self.covariance.valid_factor(prec_chol)):
+                raise NumericalError(
+                    f"the fitted parameters are beyond {self.parameter_dtype}'s range (a "
+                    "mean, or a variance smaller than its smallest normal number or larger "
+                    "than its largest): fit the data as float64, or rescale the columns")
+            cov_chol = self.covariance.cov_chol_from_prec_chol(prec_chol)
+            covariances = self.covariance.covariances_from_cov_chol(cov_chol)
+        return GaussianParams(weights=weights, means=means, covariances=covariances,
+                              cov_chol=cov_chol, prec_chol=prec_chol)
 
     def _prepare(self, params: GaussianParams, dtype: np.dtype) -> Prepared:
         key = np.dtype(dtype).str
         prepared = params._prepared.get(key)
         if prepared is None:
-            # A central point subtracted before any matrix product, so that
-            # data far from the origin keep their digits.
-            shift = params.weights @ params.means
             prepared = Prepared(
                 const=self._log_constants(params).astype(dtype),
-                arrays=self.covariance.prepare(params.means, params.prec_chol, shift, dtype),
+                arrays=self.covariance.prepare(params.means, params.prec_chol, dtype),
             )
             params._prepared[key] = prepared
         return prepared
@@ -342,22 +395,20 @@ class GaussianFamily:
             if out_of_range:
                 return None
         elif model.quadratic_form:
-            theta = self._quadratic_coefficients(params, X.dtype, const)
-            if theta is None:
-                return None
+            quadratic = self._quadratic_form(params, X.dtype, const)
             n_rows = X.shape[0]
             # Features (d^2 / 2 per row) and responsibilities only for a
             # block that stays in the cache.
             block = min(n_rows, max(MIN_QUADRATIC_BLOCK_ROWS, QUADRATIC_BLOCK_BYTES
-                                    // (theta.shape[1] * X.dtype.itemsize)))
-            features = workspace.array("features", (theta.shape[1] * block,), X.dtype)
+                                    // (quadratic.theta.shape[1] * X.dtype.itemsize)))
+            features = workspace.array("features", (quadratic.theta.shape[1] * block,),
+                                       X.dtype)
             values = workspace.array("block_logits", (n_components * block,), X.dtype)
             padded = -(-n_features // 4) * 4  # the moments' 4 x 2 tiles
             second = np.zeros((n_components, padded, padded))
-            means = params.means.astype(X.dtype)
-            means_low = (params.means - means).astype(X.dtype)
-            log_likelihood = compiled["quadratic_e_step"](
-                X, params.weights @ params.means, theta, means, means_low, features, values,
+            log_likelihood, _ = compiled["quadratic_e_step"](
+                X, quadratic.centre, quadratic.theta, quadratic.bounds, quadratic.tolerances,
+                params.means, quadratic.factor, const, features, values,
                 row_weights, use_weights,
                 math.sqrt(np.finfo(X.dtype).tiny),  # see quadratic_e_step
                 resp_weight, first, second)
@@ -376,25 +427,27 @@ class GaussianFamily:
             n_samples=X.shape[0],
         )
 
-    def _quadratic_coefficients(self, params: GaussianParams, dtype: np.dtype,
-                                const: np.ndarray) -> np.ndarray | None:
-        """The coefficients of the quadratic-form E-step in ``dtype``, or None
-        when the expansion about the mixture's centre would cost more than
-        QUADRATIC_ROUNDING of a log-density (components far from the centre
-        in their own standard deviations: float32 data beyond about 40 of
-        them, float64 beyond 10**5.5)."""
+    def _quadratic_form(self, params: GaussianParams, dtype: np.dtype,
+                        const: np.ndarray) -> QuadraticForm:
+        """What the quadratic-form E-step needs for ``params`` on data of
+        ``dtype``, once per parameters."""
         key = ("quadratic", np.dtype(dtype).str)
-        if key not in params._prepared:
-            theta, spread = self.covariance.quadratic_coefficients(
-                params.means, params.prec_chol, params.weights @ params.means, const)
-            params._prepared[key] = None
-            if spread * np.finfo(dtype).eps <= QUADRATIC_ROUNDING:
-                # Zero columns up to a multiple of 4: the compiled product
-                # takes the terms four at a time.
-                padded = np.zeros((theta.shape[0], -(-theta.shape[1] // 4) * 4), dtype)
-                padded[:, :theta.shape[1]] = theta
-                params._prepared[key] = padded
-        return params._prepared[key]
+        form = params._prepared.get(key)
+        if form is None:
+            n_components, n_features = params.means.shape
+            centre = params.weights @ params.means
+            theta, bounds = self.covariance.quadratic_coefficients(
+                params.means, params.prec_chol, centre, const)
+            # Zero columns up to a multiple of 4: the compiled product takes
+            # the terms four at a time.
+            padded = np.zeros((theta.shape[0], -(-theta.shape[1] // 4) * 4), dtype)
+            padded[:, :theta.shape[1]] = theta
+            form = params._prepared[key] = QuadraticForm(
+                centre=centre, theta=padded, bounds=bounds,
+                tolerances=np.array([QUADRATIC_CANCELLATION, NEGLIGIBLE_LOG_RATIO]),
+                factor=np.ascontiguousarray(
+                    self.covariance.fused_factor(params.prec_chol, n_components, n_features)))
+        return form
 
     def assignment_stats(self, shift: np.ndarray, X: np.ndarray, weights: np.ndarray | None,
                          resp: np.ndarray, workspace: Any) -> GaussianStats:
@@ -404,23 +457,36 @@ class GaussianFamily:
         """
         m, n_features = X.shape
         n_components = shift.shape[0]
-        rows = default_chunk_rows(n_components, n_features, X.dtype.itemsize)
+        rows = default_chunk_rows(n_components, n_features, 8)
         if m > rows:  # the (rows, K, d) residuals stay a few MB, as in the E-step
             return sum(self.assignment_stats(
                 shift, X[start:start + rows], None if weights is None
                 else weights[start:start + rows], resp[start:start + rows], workspace)
                 for start in range(0, m, rows))
-        residual = workspace.array("whitened", (m, n_components, n_features), X.dtype)
-        np.subtract(X[:, None, :], shift.astype(X.dtype)[None], out=residual)
-        squared_norm = workspace.array("squared_norm", (m, n_components), X.dtype)
+        # In float64 whatever X's dtype: the starting covariances must not
+        # depend on the order in which float32 sums round (BLAS kernels,
+        # blocks), and this runs once per initialisation.
+        residual = workspace.array("whitened", (m, n_components, n_features), np.float64)
+        np.subtract(X[:, None, :], shift[None], out=residual)
+        squared_norm = workspace.array("squared_norm", (m, n_components), np.float64)
         np.einsum("mkd,mkd->mk", residual, residual, out=squared_norm)
-        return self._stats(shift, residual, squared_norm, resp.astype(X.dtype, copy=True),
+        return self._stats(shift, residual, squared_norm, resp.astype(np.float64, copy=True),
                            weights, 0.0, None, workspace)
 
     def _stats(self, shift, residual, squared_norm, resp, weights, log_likelihood,
                cov_chol, workspace) -> GaussianStats:
         """Assemble statistics from residuals (whitened when ``cov_chol`` is
-        given, else plain) and responsibilities, which are weighted in place."""
+        given, else plain) and responsibilities, which are weighted in place.
+
+        The moments are sums of products in float64 even for float32 data:
+        products of float32 numbers are exact in float64, so the second
+        moments are positive semi-definite to float64's rounding, where sums
+        in float32 lose every direction in which a component's variance is
+        below float32's rounding of its largest one."""
+        if residual.dtype != np.float64:
+            residual = residual.astype(np.float64)
+            squared_norm = squared_norm.astype(np.float64)
+            resp = resp.astype(np.float64)
         if weights is not None:
             resp *= weights.astype(resp.dtype, copy=False)[:, None]
         first = np.einsum("mk,mkd->kd", resp, residual).astype(np.float64, copy=False)
@@ -511,7 +577,7 @@ class GaussianFamily:
         weights = np.maximum(resp_weight / total, np.finfo(np.float64).tiny)
         weights /= weights.sum()
         covariances = model.regularise(empirical, self.reg_covar)
-        return self._factor_or_explain(weights, means, covariances), report
+        return self.make_params(weights, means, covariances), report
 
     def split(self, params: GaussianParams, *, donor: int, target: int) -> GaussianParams:
         """Give half of component ``donor`` to component ``target``.
@@ -532,33 +598,57 @@ class GaussianFamily:
         covariances = params.covariances.copy()
         if model.per_component:
             covariances[target] = covariances[donor]
-        return self._factor_or_explain(weights, means, covariances)
+        return self.make_params(weights, means, covariances)
 
-    def _factor_or_explain(self, weights, means, covariances) -> GaussianParams:
-        if not (np.isfinite(means).all() and np.isfinite(covariances).all()):
-            raise NumericalError(
-                "the M-step produced non-finite means or covariances; the data's "
-                "scale is beyond floating point: rescale the columns"
-            )
-        try:
-            return self.make_params(weights, means, covariances)
-        except SingularCovariance as exc:
-            which = ("the shared covariance" if not self.covariance.per_component
-                     else f"component(s) {exc.components}")
-            largest = float(np.max(np.abs(covariances)))
-            if self.reg_covar > 0:
-                remedy = (f"reg_covar={self.reg_covar:g} is below the rounding level of "
-                          f"covariances as large as {largest:.3g}: use reg_covar of at "
-                          f"least {1e-12 * largest:.1g}, or")
-            else:
-                remedy = ("reg_covar=0 adds nothing there. Set reg_covar > 0 (e.g. 1e-6 times "
-                          "the data's variance), or")
-            raise DegenerateComponentError(
-                f"the covariance of {which} is singular even after repair: the data "
-                "have no variance in some direction (a constant or collinear column, or "
-                f"all samples identical). {remedy} drop the constant/collinear columns."
-            ) from None
+    def _singular(self, covariances: np.ndarray, components: list[int]
+                  ) -> DegenerateComponentError:
+        """The error for covariances that are not positive definite, with a
+        ``reg_covar`` that makes them so in its remedy.
 
+        That value clears the most negative eigenvalue and, above it, the
+        rounding of the largest variance (ROUNDING_MARGIN x d x eps of it:
+        the sums' rounding in any direction, which another fit's order of
+        summation could turn negative), rounded up to one digit and at least
+        ten times the current setting."""
+        model = self.covariance
+        n_features = covariances.shape[-1] if covariances.ndim > 1 else 1
+        matrices = model.full_matrices(covariances, max(components) + 1 if model.per_component
+                                       else 1, n_features)
+        spectra = np.linalg.eigvalsh(matrices[components] if model.per_component else matrices)
+        largest = float(np.max(np.abs(spectra)))
+        needed = (self.reg_covar + max(0.0, -float(spectra[:, 0].min()))
+                  + ROUNDING_MARGIN * n_features * _EPS * largest)
+        suggestion = max(_round_up(needed) if needed > 0 else 0.0, 10.0 * self.reg_covar)
+        if self.reg_covar == 0:
+            # Then a constant column's variance is the setting itself: at
+            # least 1e-6 of the largest variance (or 1e-6, the default, when
+            # the data are one point).
+            suggestion = max(suggestion, _round_up(1e-6 * largest) if largest > 0 else 1e-6)
+        which = ("the shared covariance" if not model.per_component
+                 else f"component(s) {components}")
+        setting = (f"reg_covar={self.reg_covar:g} is below the rounding level of "
+                   f"variances as large as {largest:.3g}" if self.reg_covar > 0
+                   else "reg_covar=0 adds nothing there")
+        return DegenerateComponentError(
+            f"the covariance of {which} is singular to rounding (not positive "
+            "definite): the data have no variance in some direction (a constant or "
+            f"collinear column, or all samples identical). {setting}: set "
+            f"reg_covar={suggestion:.1g}, or drop the constant/collinear columns.",
+            remedy={"reg_covar": suggestion})
+
+
+def _round_up(value: float) -> float:
+    """``value`` rounded up to one significant digit (9.98e-7 -> 1e-6, 1.2e-6
+    -> 2e-6), so that the value printed is never below it."""
+    exponent = math.floor(math.log10(value))
+    digit = math.ceil(value / 10.0**exponent * (1 - 1e-12))
+    return digit * 10.0**exponent
+
+
+def _rounded(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` rounded to ``dtype``, held in float64."""
+    with np.errstate(over="ignore"):
+        return array.astype(dtype).astype(np.float64)
 
 
 def _size(covariance: np.ndarray) -> float:
