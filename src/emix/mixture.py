@@ -55,6 +55,7 @@ from .exceptions import (
     not_fitted,
 )
 from .execution.chunked import ChunkedData, memmap_source
+from .execution.digest import data_digest
 from .execution.memory import InMemoryData, default_chunk_rows, default_task_rows
 from .execution.threads import available_cores, single_threaded_blas
 from .execution.workspace import Workspace
@@ -395,7 +396,8 @@ class GaussianMixture:
                      user_init: dict[str, np.ndarray | None],
                      start: GaussianParams | None) -> dict[str, Any]:
         """What identifies a fit for its checkpoint: the settings that change
-        its result, the given starting values and the data's shape."""
+        its result, the given starting values, the data's shape and a digest
+        of the data (of their bytes, however they are read)."""
         kept = {key: value for key, value in settings.items()
                 if key not in ("verbose", "verbose_interval", "n_threads")}
         arrays = [value for value in user_init.values() if value is not None]
@@ -408,7 +410,8 @@ class GaussianMixture:
         return {**kept,
                 "random_state": int(seed) if isinstance(seed, (int, np.integer)) else None,
                 "starting values": digest.hexdigest()[:16] if arrays else None,
-                "data": [data.n_samples, data.n_features, str(data.dtype), data.n_positive]}
+                "data": [data.n_samples, data.n_features, str(data.dtype), data.n_positive],
+                "data digest": data_digest(data)}
 
     @staticmethod
     def _check_sample_count(n_samples: int, n_components: int) -> None:

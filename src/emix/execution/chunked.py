@@ -17,6 +17,7 @@ import numpy as np
 from .. import _validation as check
 from ..exceptions import InvalidInputError
 from ..io.pages import copy_rows
+from .digest import RowDigest, combined, rows_per_group
 from .memory import InMemoryData, default_task_rows
 from .summary import ColumnSummary, RowSample
 from .workspace import Workspace
@@ -62,8 +63,8 @@ class ChunkedData:
         self._runner.n_threads = max(1, int(value))
 
     def _survey(self) -> None:
-        """One pass: shapes, dtypes, weights and the columns' summary; every
-        chunk checked."""
+        """One pass: shapes, dtypes, weights, the columns' summary and the
+        data's digest (:mod:`emix.execution.digest`); every chunk checked."""
         n_samples = 0
         n_features = None
         all_float32 = True
@@ -71,9 +72,11 @@ class ChunkedData:
         positive = 0
         largest_weight = 0.0
         summary = None
+        rows_digest = weights_digest = None
         for number, (X, weights) in enumerate(self._raw_chunks(), start=1):
             if n_features is None:
                 n_features = X.shape[1]
+                rows_digest = RowDigest(rows_per_group(n_features))
             elif X.shape[1] != n_features:
                 raise InvalidInputError(
                     f"chunk {number} of {self.label} has {X.shape[1]} columns, the chunks "
@@ -86,6 +89,12 @@ class ChunkedData:
                 positive += int(np.count_nonzero(weights))
                 if weights.size:
                     largest_weight = max(largest_weight, float(weights.max()))
+            rows_digest += RowDigest.of(X, n_samples, rows_digest.group_rows)
+            if weights is not None and weights_digest is None:
+                weights_digest = _ones_digest(n_samples)
+            if weights_digest is not None:
+                weights_digest += RowDigest.of(np.ones(X.shape[0]) if weights is None else weights,
+                                               n_samples, weights_digest.group_rows)
             n_samples += X.shape[0]
             part = ColumnSummary.of(X, weights)
             summary = part if summary is None else summary + part
@@ -106,6 +115,8 @@ class ChunkedData:
         self.dtype = np.dtype(np.float32 if all_float32 else np.float64)
         self.has_weights = has_weights
         self._summary = summary
+        #: Of the rows and the weights as the fit reads them (1 where a chunk has none).
+        self.digest = combined(rows_digest, weights_digest)
         if has_weights:
             # As in memory: the fit does not depend on the weights' scale, and
             # a power of two brings them near 1 exactly.
@@ -210,6 +221,16 @@ class ChunkedData:
             start += X.shape[0]
         assert sample is not None
         return sample.result()
+
+
+def _ones_digest(n_rows: int) -> RowDigest:
+    """The digest of ``n_rows`` weights of 1: those of the chunks before
+    the first that has weights."""
+    digest = RowDigest(rows_per_group(1))
+    step = 64 * digest.group_rows
+    for start in range(0, n_rows, step):
+        digest += RowDigest.of(np.ones(min(step, n_rows - start)), start, digest.group_rows)
+    return digest
 
 
 # ------------------------------------------------------------------ memory maps

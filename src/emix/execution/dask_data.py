@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidInputError
+from .digest import RowDigest, combined, rows_per_group
 from .memory import InMemoryData, default_task_rows
 from .summary import ColumnSummary, RowSample
 from .workspace import Workspace
@@ -136,7 +137,8 @@ class DaskData:
 
     # -- the back-end interface ----------------------------------------------------
     def _survey(self) -> None:
-        survey = self._map_sum(_block_survey)
+        survey = self._map_sum(_block_survey, rows_per_group(self.n_features),
+                               per_block=[(start,) for start in self._starts])
         if survey.bad_rows:
             raise InvalidInputError(
                 f"X contains NaN or inf in {survey.bad_rows} row(s); EM needs finite numbers. "
@@ -151,6 +153,7 @@ class DaskData:
                 "weight for there to be anything to fit.")
         self.n_positive = survey.positive
         self._summary = survey.summary.result()
+        self.digest = combined(survey.rows_digest, survey.weights_digest)
         # The blocks' weights are scaled by 2**weight_exponent in the E-step.
         self.weight_exponent = (0 if self.weights is None
                                  else -int(np.frexp(survey.largest_weight)[1]))
@@ -200,9 +203,13 @@ def _block_step(step, exponent: int, X: np.ndarray, weights: np.ndarray | None) 
 
 
 class _Survey:
-    """What one pass learns about the blocks; adds up."""
+    """What one pass learns about the blocks; adds up (the data's digest in
+    the tree too: see :mod:`emix.execution.digest`)."""
 
-    def __init__(self, X: np.ndarray, weights: np.ndarray | None):
+    def __init__(self, X: np.ndarray, weights: np.ndarray | None, start: int, group_rows: int):
+        self.rows_digest = RowDigest.of(X, start, group_rows)
+        self.weights_digest = (None if weights is None
+                               else RowDigest.of(weights, start, rows_per_group(1)))
         finite = np.isfinite(X).all(axis=1)
         self.bad_rows = int(X.shape[0] - np.count_nonzero(finite))
         if weights is None:
@@ -219,6 +226,9 @@ class _Survey:
 
     def __add__(self, other: _Survey) -> _Survey:
         total = object.__new__(_Survey)
+        total.rows_digest = self.rows_digest + other.rows_digest
+        total.weights_digest = (None if self.weights_digest is None
+                                else self.weights_digest + other.weights_digest)
         total.bad_rows = self.bad_rows + other.bad_rows
         total.bad_weights = self.bad_weights + other.bad_weights
         total.positive = self.positive + other.positive
@@ -228,8 +238,9 @@ class _Survey:
         return total
 
 
-def _block_survey(X: np.ndarray, weights: np.ndarray | None) -> _Survey:
-    return _Survey(X, weights)
+def _block_survey(group_rows: int, X: np.ndarray, weights: np.ndarray | None,
+                  start: int) -> _Survey:
+    return _Survey(X, weights, int(start), group_rows)
 
 
 def _block_rows(exponent: int, X: np.ndarray, weights: np.ndarray | None) -> RowSample:
