@@ -7,19 +7,41 @@ leaves half a file and an existing file survives a failed run.  A target
 that exists but is not a regular file (``/dev/null``, ``/dev/stdout``, a
 named pipe) is written directly instead: renaming over it would replace the
 device or pipe with a plain file.
+
+A writer killed outright (SIGKILL, power loss) cannot remove its temporary
+file, so the name of each one carries the writer's host and process id:
+the next write of the same target removes the temporaries whose writer, on
+this host, is gone, and any of that target's temporaries older than
+:data:`STALE_AFTER` seconds (a writer on another host sharing the directory,
+or a process id since reused).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
+import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from ..exceptions import InvalidInputError
+
+#: A temporary file of a target untouched for this long (a day) belongs to a
+#: writer that is gone, wherever it ran.
+STALE_AFTER = 24 * 3600.0
+
+#: Errors that mean the output does not fit where it is written.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+#: This host in temporary names: a process id means something only on the
+#: host that issued it.  Short, so that long target names still fit.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:16]
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -47,7 +69,11 @@ def check_writable(path: str | os.PathLike) -> Path:
 def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO]:
     """Open ``path`` for writing; the file appears, complete, only when the
     block ends without an exception.  ``text`` opens it as UTF-8 text with
-    newlines written as given."""
+    newlines written as given.
+
+    A full disk, while the block writes or when the file is flushed, raises
+    :class:`~emix.exceptions.InvalidInputError` naming ``path``.
+    """
     path = check_writable(path)
     mode, options = ("w", {"encoding": "utf-8", "newline": ""}) if text else ("wb", {})
     if _is_special(path):  # following links: /dev/stdout names a pipe or a terminal
@@ -60,24 +86,76 @@ def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO
         return
     # Through a symbolic link to the file it names: renaming over the link
     # would replace the link and leave its target as it was.
-    path = Path(os.path.realpath(path))
+    user_path, path = path, Path(os.path.realpath(path))
+    _remove_stale_temporaries(path)
     # The suffix keeps the extension, for writers that look at it; open()
     # rather than mkstemp, so a new file gets the usual permissions.
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}"
+    temporary = path.parent / (f".{path.name}.{_HOST}.{os.getpid()}."
+                               f"{secrets.token_hex(6)}.tmp{path.suffix}")
     try:
-        with _reported(path):
+        with _reported(user_path):
             stream = open(temporary, mode.replace("w", "x"), **options)
-        with stream:
-            yield stream
-            with _reported(path):
-                stream.flush()
-                os.fsync(stream.fileno())
-        with _reported(path):
+        try:
+            with stream:
+                yield stream
+                with _reported(user_path):
+                    stream.flush()
+                    os.fsync(stream.fileno())
+        except OSError as exc:
+            # The block's own writes fail here when the disk fills up: the
+            # caller's error would name neither the file nor the remedy.
+            if exc.errno in _NO_SPACE:
+                raise _write_error(user_path, exc) from None
+            raise
+        with _reported(user_path):
             if path.exists():
                 os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
             os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files that writers of ``path`` left behind and
+    will never finish (see the module's notes).  Best effort: one that cannot
+    be examined or removed stays."""
+    pattern = re.compile(
+        rf"\.{re.escape(path.name)}\.(?:(?P<host>[A-Za-z0-9-]*)\.(?P<pid>\d+)\.)?"
+        rf"[0-9a-f]{{12}}\.tmp{re.escape(path.suffix)}")
+    now = time.time()
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            stale = (now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER
+                     or (match["host"] == _HOST and not _running(int(match["pid"]))))
+            if stale:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts until
+    its parent reaps it)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:  # 0 would signal our own process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OverflowError:  # beyond any process id
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -87,8 +165,15 @@ def _reported(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise InvalidInputError(
-            f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        raise _write_error(path, exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> InvalidInputError:
+    if exc.errno in _NO_SPACE:
+        return InvalidInputError(
+            f"cannot write {str(path)!r}: the disk is full ({exc.strerror or exc}); free "
+            f"some space on it or write elsewhere (an existing {path.name} is unchanged)")
+    return InvalidInputError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
 
 
 def _is_special(path: Path) -> bool:
