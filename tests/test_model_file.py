@@ -192,9 +192,10 @@ def test_round_trip_accepts_string_path(tmp_path):
     assert_same_model(model, emix.load(path))
 
 
-def test_round_trip_float32(tmp_path):
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_round_trip_float32(tmp_path, covariance_type):
     X = two_blobs(dtype=np.float32)
-    model = fitted_model("full", X=X)
+    model = fitted_model(covariance_type, X=X)
     for name in FITTED_ARRAYS:
         assert getattr(model, name).dtype == np.float32, name
     emix.save(model, tmp_path / "model.npz")
@@ -207,6 +208,87 @@ def test_round_trip_float32(tmp_path):
     assert proba.dtype == np.float32
     assert np.array_equal(proba, model.predict_proba(X_new))
     assert np.array_equal(loaded.score_samples(X_new), model.score_samples(X_new))
+
+
+def ill_conditioned(n_features: int, dtype) -> np.ndarray:
+    """Correlated features on scales from 1e-3 to 1e3, far from the origin:
+    the rounding of float32 covariances and their factors is at its worst."""
+    rng = np.random.default_rng(n_features)
+    mixing = rng.normal(size=(n_features, n_features)) * np.logspace(-3, 3, n_features)
+    X = rng.normal(size=(600, n_features)) @ mixing + 100.0
+    X[:300] += 5.0
+    return X.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fits_of_hard_data_round_trip(tmp_path, covariance_type, dtype):
+    # The consistency checks' tolerances must pass every model emix fits.
+    for n_features, n_components in ((1, 1), (2, 3), (5, 2), (12, 3)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", emix.ConvergenceWarning)  # stopped is fine
+            model = GaussianMixture(n_components, covariance_type=covariance_type,
+                                    random_state=0, max_iter=40).fit(
+                ill_conditioned(n_features, dtype))
+        emix.save(model, tmp_path / "model.npz")
+        assert_same_model(model, emix.load(tmp_path / "model.npz"))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("on_collapse", ["floor", "reseed"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_repaired_fits_round_trip(tmp_path, covariance_type, on_collapse, dtype):
+    X = np.vstack([two_blobs(), np.tile([[10.0, 10.0]], (6, 1))]).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ComponentCollapseWarning)
+        warnings.simplefilter("ignore", emix.ConvergenceWarning)
+        model = GaussianMixture(4, covariance_type=covariance_type, random_state=0,
+                                max_iter=50, on_collapse=on_collapse).fit(X)
+    if covariance_type != "tied":  # a shared covariance does not collapse onto 6 rows
+        assert model.collapses_, "the data were chosen to make a component collapse"
+    emix.save(model, tmp_path / "model.npz")
+    assert_same_model(model, emix.load(tmp_path / "model.npz"))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_unfinished_and_streamed_fits_round_trip(tmp_path, covariance_type):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emix.ConvergenceWarning)
+        stopped = GaussianMixture(2, covariance_type=covariance_type, random_state=0,
+                                  tol=0.0, max_iter=3).fit(two_blobs())
+    assert stopped.convergence_state_ == "max_iter"
+    streamed = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
+    for seed in range(3):
+        streamed.partial_fit(two_blobs(seed=seed, dtype=np.float32))
+    assert streamed.convergence_state_ == "online" and len(streamed.lower_bounds_) == 3
+    for model in (stopped, streamed):
+        emix.save(model, tmp_path / "model.npz")
+        assert_same_model(model, emix.load(tmp_path / "model.npz"))
+
+
+def test_a_diverged_fit_round_trips_with_the_collapses_of_its_whole_run(tmp_path):
+    # What run_em returns on divergence: the best parameters, the history up
+    # to them, and every collapse of the run (here: later than the best).
+    X = np.vstack([two_blobs(), np.tile([[10.0, 10.0]], (6, 1))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ComponentCollapseWarning)
+        model = GaussianMixture(4, covariance_type="diag", random_state=0, max_iter=50).fit(X)
+    assert min(c.iteration for c in model.collapses_) >= 1
+    model.convergence_state_, model.converged_ = "diverged", False
+    model.n_iter_, model.lower_bounds_ = 0, model.lower_bounds_[:1]
+    model.lower_bound_ = model.lower_bounds_[-1]
+    emix.save(model, tmp_path / "model.npz")
+    assert_same_model(model, emix.load(tmp_path / "model.npz"))
+
+
+def test_new_files_store_their_members_uncompressed(saved):
+    # So that no member can be larger than the file (see load's size limit).
+    _, path = saved
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    assert {info.compress_type for info in infos} == {zipfile.ZIP_STORED}
+    assert all(info.file_size == info.compress_size for info in infos)
+    assert sum(info.file_size for info in infos) < path.stat().st_size
 
 
 def test_round_trip_feature_names_from_data_frame(tmp_path):
@@ -256,6 +338,26 @@ def test_save_refuses_non_emix_objects(tmp_path, thing):
     with pytest.raises(ModelFileError, match="cannot save a"):
         emix.save(thing, tmp_path / "model.npz")
     assert not (tmp_path / "model.npz").exists()
+
+
+def test_save_refuses_a_model_edited_into_one_load_would_refuse(tmp_path):
+    path = tmp_path / "model.npz"
+    model = fitted_model("full")
+    model.weights_ = model.weights_ * 0.5
+    with pytest.raises(ModelFileError, match=r"cannot save '.*model\.npz': weights_ are not a "
+                                             r"probability vector"):
+        emix.save(model, path)
+    model = fitted_model("full")
+    model.set_params(means_init=np.zeros((3, 2)))
+    with pytest.raises(ModelFileError, match=r"'params/means_init' is declared with shape "
+                                             r"\[3, 2\].*call for \[2, 2\]"):
+        emix.save(model, path)
+    model = fitted_model("tied")
+    model.precisions_cholesky_ = model.precisions_cholesky_ * 1.01
+    with pytest.raises(ModelFileError, match=r"precisions_ is not the precision that "
+                                             r"precisions_cholesky_ factors"):
+        emix.save(model, path)
+    assert not path.exists()
 
 
 def test_save_refuses_scikit_learn_model_of_the_same_name(tmp_path):
