@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidInputError
+from ..exceptions import DegenerateComponentError, InvalidInputError, NumericalError
 from ..families.base import Collapse
-from ..families.covariance import SingularCovariance
 from ..families.gaussian import GaussianFamily, GaussianParams
 from ..io.atomic import atomic_output, check_writable
 from .monitor import CONVERGED, DIVERGED, MAX_ITER, RUNNING
@@ -273,19 +272,18 @@ class _Reader:
 
     def state(self, meta: dict[str, Any]) -> FitState:
         restart = _integer(meta, "restart", 0, self.n_init)
-        finished = None
-        if "finished" in meta:
-            finished = self.result(_record(meta, "finished"), restart)
-        run = None
-        if "run" in meta:
-            if restart >= self.n_init:
-                raise _Invalid(f"a run of initialisation {restart + 1} of {self.n_init}")
-            run = self.run(_record(meta, "run"))
-        if (finished is None) != (restart == 0):
+        # As written: a best result once an initialisation has finished, and
+        # a run unless all of them have.
+        if ("finished" in meta) != (restart > 0):
             raise _Invalid(f"{restart} initialisations finished, but "
-                           f"{'no' if finished is None else 'a'} best result of them")
-        if run is None and finished is None:
+                           f"{'a' if 'finished' in meta else 'no'} best result of them")
+        if ("run" in meta) and restart == self.n_init:
+            raise _Invalid(f"a run of initialisation {restart + 1} of {self.n_init}")
+        if "run" not in meta and restart == 0:
             raise _Invalid("neither a run nor a result")
+        finished = (self.result(_record(meta, "finished"), restart) if "finished" in meta
+                    else None)
+        run = self.run(_record(meta, "run")) if "run" in meta else None
         return FitState(restart, finished, run)
 
     def result(self, record: dict[str, Any], restarts_done: int) -> Any:
@@ -379,16 +377,14 @@ class _Reader:
         covariances = self.array(prefix + "covariances", self.covariance_shape)
         try:
             factored = self.family.make_params(weights, means, covariances)
-        except SingularCovariance as exc:
-            raise _Invalid(f"covariances of components {exc.components} that are not "
-                           "positive definite") from None
+        except (DegenerateComponentError, NumericalError):
+            raise _Invalid(f"{prefix}covariances that are not positive definite") from None
         # The saved factors, not the new ones: the fit resumes bit for bit.
         cov_chol = self.array(prefix + "cov_chol", np.shape(factored.cov_chol))
         prec_chol = self.array(prefix + "prec_chol", np.shape(factored.prec_chol))
-        with np.errstate(all="ignore"):
-            log_det = self.family.covariance.log_det_prec_chol(prec_chol, K, d)
-        if not np.isfinite(log_det).all():
-            raise _Invalid("precision factors whose determinant is not positive")
+        if not self.family.covariance.valid_factor(prec_chol):
+            raise _Invalid(f"{prefix}prec_chol is not a precision factor (its diagonal must "
+                           "be positive)")
         return GaussianParams(weights=weights, means=means, covariances=covariances,
                               cov_chol=cov_chol, prec_chol=prec_chol)
 
