@@ -1,5 +1,6 @@
 """The EM loop's states, history and restarts."""
 
+import dataclasses
 import logging
 import warnings
 
@@ -44,6 +45,66 @@ def test_monitor_states():
     assert monitor.update(-3.7, regularised=True) == RUNNING  # reg_covar's objective
     assert monitor.decreases == [(2, pytest.approx(-0.2))]
     assert monitor.update(float("nan")) == DIVERGED
+
+
+def test_a_fall_within_the_rounding_of_the_parameters_is_no_divergence():
+    monitor = ConvergenceMonitor(tol=0.0, max_iter=50)
+    monitor.start(-3.0)
+    assert monitor.update(-3.01, rounding=0.02) == RUNNING
+    assert monitor.update(-3.05, rounding=0.02) == DIVERGED
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_rounding_grows_with_the_condition_of_the_correlations(covariance_type):
+    # Ill-conditioned covariances round in their smallest directions by
+    # about kappa units: the log-likelihood's rounding must say so, and must
+    # not depend on the columns' scales.
+    family = GaussianFamily(covariance_type)
+    means = np.zeros((2, 3))
+    rounding = []
+    for correlation, scales in ((0.5, [1.0, 1.0, 1.0]), (1 - 1e-10, [1.0, 1.0, 1.0]),
+                                (1 - 1e-10, [1e-50, 1.0, 1e50])):
+        covariance = np.eye(3)
+        covariance[0, 1] = covariance[1, 0] = correlation
+        covariance = covariance * np.outer(scales, scales)
+        covariances = covariance if covariance_type == "tied" else np.stack([covariance] * 2)
+        params = family.make_params(np.array([0.5, 0.5]), means, covariances)
+        rounding.append(family.log_likelihood_rounding(params, -10.0))
+    eps = np.finfo(np.float64).eps
+    assert rounding[0] < 1e3 * eps
+    assert rounding[1] > 1e8 * eps
+    assert rounding[2] == pytest.approx(rounding[1], rel=1e-3)
+
+
+class _Rounding(GaussianFamily):
+    """Its E-step reports 4 ulps more log-likelihood when the components
+    are in the other order: the same optimum, another order of the sums."""
+
+    def e_step(self, params, X, weights, workspace):
+        stats = super().e_step(params, X, weights, workspace)
+        if params.means[0, 0] > params.means[1, 0]:
+            stats = dataclasses.replace(
+                stats, log_likelihood=stats.log_likelihood * (1 - 4 * np.finfo(float).eps))
+        return stats
+
+
+def test_restarts_that_tie_to_rounding_keep_the_first():
+    X = blobs(400, 2, 2, seed=9)
+    family = _Rounding("full")
+    data = InMemoryData(X, chunk_rows=64)
+    first = fixed_init(X, 2, "full", 0)
+    covariances = family.covariance.covariances_from_precisions(first["precisions_init"])
+    order = np.argsort(first["means_init"][:, 0])
+
+    def initialise(restart):
+        means = first["means_init"][order[::-1] if restart else order]
+        return family.make_params(np.full(2, 0.5), means, covariances)
+
+    best = run_restarts(family, data, initialise, n_init=2, tol=0.0, max_iter=30)
+    runs = [run_em(family, data, initialise(i), tol=0.0, max_iter=30) for i in range(2)]
+    assert runs[1].params.means[0, 0] > runs[1].params.means[1, 0]
+    assert 0 < runs[1].log_likelihood - runs[0].log_likelihood < 1e-13
+    assert best.restart == 0
 
 
 def test_max_iter_is_reported_honestly():

@@ -120,7 +120,8 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
         stats = data.map_reduce(partial(family.e_step, params))
         log_likelihood = stats.log_likelihood / stats.total_weight
         monitor.update(log_likelihood, fresh_start=fresh_start,
-                       regularised=bool(floors) or family.regularised)
+                       regularised=bool(floors) or family.regularised,
+                       rounding=family.log_likelihood_rounding(params, log_likelihood))
         if log_likelihood > best[0] or fresh_start:
             best = (log_likelihood, params, monitor.n_iter)
         save()
@@ -141,7 +142,7 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
 def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_init: int,
                  checkpoint: Any = None, **options: Any) -> EMResult:
     """``n_init`` EM runs from ``initialise(i)``; the one with the highest
-    final log-likelihood wins (the first, on ties).
+    final log-likelihood wins (the first, on ties to rounding).
 
     With a ``checkpoint`` (:class:`~emix.em.checkpoint.Checkpoint`) whose
     file exists, the fit resumes where the file says it stopped.
@@ -156,7 +157,12 @@ def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_
                         checkpoint=checkpoint, resume=resume, **options)
         logger.debug("restart %d/%d: %s after %d iterations, log-likelihood %.10g",
                      restart + 1, n_init, result.state, result.n_iter, result.log_likelihood)
-        if best is None or result.log_likelihood > best.log_likelihood:
+        # Ties to rounding go to the earlier run: two runs that reached the
+        # same optimum (components permuted) would otherwise be told apart
+        # by the order of the sums, differently on each E-step path.
+        if best is None or result.log_likelihood > best.log_likelihood + max(
+                family.log_likelihood_rounding(best.params, best.log_likelihood),
+                family.log_likelihood_rounding(result.params, result.log_likelihood)):
             best = result
         if checkpoint is not None:
             checkpoint.save_finished(restart + 1, best)

@@ -53,28 +53,32 @@ class ConvergenceMonitor:
         return self.state
 
     def update(self, log_likelihood: float, *, fresh_start: bool = False,
-               regularised: bool = False) -> str:
+               regularised: bool = False, rounding: float = 0.0) -> str:
         """Record one iteration.
 
         ``fresh_start`` after a discontinuous change of the parameters (a new
         floor or a reseed), which is neither progress nor divergence;
         ``regularised`` when the M-step maximised a regularised objective,
-        whose falls of the plain likelihood are expected.
+        whose falls of the plain likelihood are expected; ``rounding`` how
+        far rounding alone may move the log-likelihood (it grows with the
+        covariances' condition number), which no fall within it exceeds.
         """
         previous = self.history[-1]
         self.history.append(log_likelihood)
-        self.state = self._state_after(previous, log_likelihood, fresh_start, regularised)
+        self.state = self._state_after(previous, log_likelihood, fresh_start, regularised,
+                                       rounding)
         return self.state
 
     def _state_after(self, previous: float | None, current: float, fresh_start: bool,
-                     regularised: bool = False) -> str:
+                     regularised: bool = False, rounding: float = 0.0) -> str:
         if not math.isfinite(current):
             return DIVERGED
         if previous is not None and not fresh_start:
             change = current - previous
             if change < 0:
                 self.decreases.append((self.n_iter, change))
-                margin = max(DIVERGENCE_FACTOR * self.tol, 1e-6 * (1.0 + abs(previous)))
+                margin = max(DIVERGENCE_FACTOR * self.tol, 1e-6 * (1.0 + abs(previous)),
+                             rounding)
                 if -change > margin and not regularised:
                     return DIVERGED
             if abs(change) < self.tol:

@@ -63,6 +63,12 @@ class Family(Protocol):
     def e_step(self, params: Any, X: np.ndarray, weights: np.ndarray | None,
                workspace: Any) -> Stats: ...
 
+    def log_likelihood_rounding(self, params: Any, log_likelihood: float) -> float:
+        """How far rounding alone may move the per-sample log-likelihood of
+        ``params``: changes within it are neither progress nor divergence,
+        and restarts within it of each other are ties."""
+        ...
+
     def m_step(self, stats: Any, floors: dict[int, np.ndarray] | None = None
                ) -> tuple[Any, MStepReport]: ...
 

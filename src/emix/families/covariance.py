@@ -270,6 +270,13 @@ class CovarianceModel:
         """``L L^T``, the covariances of covariance factors."""
         return cov_chol @ np.swapaxes(cov_chol, -1, -2)
 
+    def condition(self, covariances: np.ndarray) -> float:
+        """The largest condition number of the components' correlation
+        matrices: how much rounding the factorisations and whitening amplify
+        (both are invariant to the columns' scales).  1 for structures
+        without correlations."""
+        return 1.0
+
     def valid_factor(self, prec_chol: np.ndarray) -> bool:
         """Whether ``prec_chol`` is a usable precision factor: finite, with a
         positive diagonal whose inverse is finite."""
@@ -401,6 +408,17 @@ def _degenerate_matrices(matrices: np.ndarray, means: np.ndarray, delta: np.ndar
     return spectrum[:, 0] <= level
 
 
+def _correlation_condition(matrices: np.ndarray) -> float:
+    """:meth:`CovarianceModel.condition` of (K, d, d) covariances."""
+    if matrices.shape[-1] == 1:  # every iteration of a 1-D fit: skip the work
+        return 1.0
+    scale = np.sqrt(np.einsum("kii->ki", matrices))
+    correlations = matrices / (scale[:, :, None] * scale[:, None, :])
+    spectra = np.linalg.eigvalsh(correlations)
+    with np.errstate(divide="ignore"):
+        return float(np.max(spectra[:, -1] / np.maximum(spectra[:, 0], 0.0)))
+
+
 def _mirror_upper(matrices: np.ndarray) -> np.ndarray:
     """Symmetric matrices from their upper triangles (the lower is ignored)."""
     if matrices.shape[-1] == 1:  # nothing below the diagonal
@@ -460,6 +478,9 @@ class FullCovariance(CovarianceModel):
 
     def fused_second(self, second):
         return _mirror_upper(second)
+
+    def condition(self, covariances):
+        return _correlation_condition(covariances)
 
     def empirical(self, resp_weight, delta, second, total):
         covariances = second / resp_weight[:, None, None]
@@ -537,6 +558,9 @@ class TiedCovariance(CovarianceModel):
 
     def fused_second(self, second):
         return _mirror_upper(second.sum(axis=0))
+
+    def condition(self, covariances):
+        return _correlation_condition(covariances[None])
 
     def empirical(self, resp_weight, delta, second, total):
         moved = np.einsum("k,ki,kj->ij", resp_weight, delta, delta)

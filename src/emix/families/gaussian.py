@@ -70,6 +70,9 @@ _NO_WEIGHTS = np.ones(1)
 #: clusters far from the centre in their own spreads, where the terms are
 #: orders of magnitude larger than the log-density.
 QUADRATIC_CANCELLATION = 256.0
+#: Units of rounding in :meth:`GaussianFamily.log_likelihood_rounding`.
+ROUNDING_ULPS = 64.0
+
 #: A component whose log-density is this far below a row's largest adds
 #: less than exp(-50) = 2e-22 to the row: its rounding cannot matter.
 NEGLIGIBLE_LOG_RATIO = 50.0
@@ -217,6 +220,22 @@ class GaussianFamily:
         """Whether the M-step adds to the covariances (then EM need not raise
         the plain likelihood at every step)."""
         return self.reg_covar > 0
+
+    def log_likelihood_rounding(self, params: GaussianParams, log_likelihood: float) -> float:
+        """How far rounding alone may move the per-sample log-likelihood of
+        ``params`` (``log_likelihood``), between two E-steps or two M-steps
+        that differ only in the order of their operations.
+
+        Each log-density rounds in proportion to its own size and d, and the
+        M-step's covariances round in their smallest directions in
+        proportion to their correlations' condition number kappa (their log
+        determinants and quadratic forms then move by about d kappa units of
+        rounding): ``ROUNDING_ULPS u (|log L| + d kappa)``, u the unit of the
+        parameters' precision."""
+        n_features = params.n_features
+        kappa = self.covariance.condition(params.covariances)
+        unit = 0.5 * float(np.finfo(self.parameter_dtype).eps)
+        return ROUNDING_ULPS * unit * (abs(log_likelihood) + n_features * kappa)
 
     # -- parameters ----------------------------------------------------------
     def n_parameters(self, n_components: int, n_features: int) -> int:
