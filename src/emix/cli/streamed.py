@@ -11,6 +11,7 @@ uniform sample of the rows.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._text import one_line
 from ..em.init import SAMPLE_ROWS
 from ..exceptions import InvalidInputError
 from ..execution.chunked import ChunkedData
@@ -110,14 +112,14 @@ def _chunk_statistics(model: GaussianMixture, source, weighted: bool, convention
 
 
 def _dask_statistics(model: GaussianMixture, X, weights, convention: str) -> dict[str, Any]:
-    import dask
+    from ..execution.dask_data import compute
 
     best = -np.log(model.predict_proba(X).max(axis=1))
     if weights is None:
         n, cost = X.shape[0], best.sum()
     else:
         n, cost = weights.sum(), (weights * best).sum()
-    n, cost = dask.compute(n, cost)
+    n, cost = compute(n, cost)
     return fit_statistics(model, int(X.shape[0]), float(n), float(cost), convention)
 
 
@@ -137,13 +139,7 @@ def _on_cluster(args, table: ChunkedTable, weighted: bool, stack: ExitStack):
     except ImportError:
         raise InvalidInputError(
             "--scheduler needs Dask: pip install 'emix[dask]'") from None
-    try:
-        client = stack.enter_context(Client(args.scheduler, timeout=CONNECT_TIMEOUT))
-    except (OSError, TimeoutError) as exc:
-        raise InvalidInputError(
-            f"cannot reach a Dask scheduler at {args.scheduler!r} ({exc}); start one with "
-            "'dask scheduler' and workers with 'dask worker ADDRESS', or check the "
-            "address") from None
+    client = stack.enter_context(_connected(Client, args.scheduler))
     path = Path(args.file)
     if path.suffix.lower() == ".npy" and not weighted and args.columns is None:
         X = _npy_on_workers(path, args.chunk_size, da)
@@ -157,6 +153,36 @@ def _on_cluster(args, table: ChunkedTable, weighted: bool, stack: ExitStack):
                                                  dtype=w.dtype))
     X = da.concatenate(blocks)
     return X, (da.concatenate(weight_blocks) if weighted else None)
+
+
+def _connected(Client, address: str):
+    """A client of the scheduler at ``address``, or an error within
+    CONNECT_TIMEOUT seconds: Dask's own connect waits without end for the
+    greeting of a server that accepts the connection but never answers."""
+    try:
+        asyncio.run(_greeted(address))
+        return Client(address, timeout=CONNECT_TIMEOUT)
+    # Any failure (a malformed address, a refused or silent port, a server
+    # answering something else) means the same to the user.
+    except Exception as exc:
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {CONNECT_TIMEOUT} s"
+        elif isinstance(exc, (OSError, ValueError)):  # refused, unknown host, bad address
+            reason = one_line(exc) or type(exc).__name__
+        else:
+            reason = "something answers there, but not as a Dask scheduler"
+        raise InvalidInputError(
+            f"cannot reach a Dask scheduler at {address!r} ({reason}); start one with "
+            "'dask scheduler' and workers with 'dask worker ADDRESS', or check the "
+            "address (tcp://HOST:PORT)") from None
+
+
+async def _greeted(address: str) -> None:
+    """Dask's handshake with ``address``, within CONNECT_TIMEOUT seconds."""
+    from distributed.comm import connect
+
+    comm = await asyncio.wait_for(connect(address, timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT)
+    await comm.close()
 
 
 def _npy_on_workers(path: Path, chunk_rows: int | None, da):

@@ -9,8 +9,15 @@ A worker lost mid-iteration costs only its tasks: Dask recomputes them (and
 any persisted block it held, from the graph that made it: ``from_array``,
 a file reader, a generator of blocks), so the fit ends with the same
 parameters as an undisturbed one.  Blocks that were ``client.scatter``-ed
-have no such graph; losing their worker fails the fit (Dask's
-``FutureCancelledError``) unless they were replicated.
+have no such graph; losing their worker fails the fit (with
+:class:`ClusterError`) unless they were replicated.
+
+A fit never waits forever on a cluster that can no longer run it: once the
+cluster has no workers, or the client has lost its scheduler, for
+:data:`LOST_CLUSTER_TIMEOUT` seconds (the Dask setting
+``emix.lost-cluster-timeout``), it stops with :class:`ClusterError`.
+(Dask itself would wait for workers forever unless the scheduler was
+started with ``distributed.scheduler.no-workers-timeout``.)
 
 Dask is optional (``emix[dask]``) and imported only here.
 """
@@ -19,13 +26,14 @@ from __future__ import annotations
 
 import operator
 import threading
+import time
 from collections.abc import Callable
 from functools import reduce
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidInputError
+from ..exceptions import EmixError, InvalidInputError
 from .digest import RowDigest, combined, rows_per_group
 from .memory import InMemoryData, default_task_rows
 from .summary import ColumnSummary, RowSample
@@ -33,6 +41,17 @@ from .workspace import Workspace
 
 #: Parts summed by one task of the tree reduction.
 FAN_IN = 8
+
+#: Seconds a computation on a distributed cluster waits, once the cluster has
+#: no workers left or the client has lost the scheduler, for them to come back
+#: before it stops with :class:`ClusterError`.  The Dask setting
+#: ``emix.lost-cluster-timeout`` overrides it (``dask.config.set``, or the
+#: environment: ``DASK_EMIX__LOST_CLUSTER_TIMEOUT=120``).
+LOST_CLUSTER_TIMEOUT = 30.0
+
+#: Seconds between two looks at the cluster while a computation runs (a
+#: computation that ends sooner returns at once).
+_POLL_SECONDS = 0.5
 
 _worker_state = threading.local()
 
@@ -45,6 +64,11 @@ def _modules():
         raise InvalidInputError(
             "fitting a Dask collection needs Dask: pip install 'emix[dask]'") from None
     return dask, da
+
+
+class ClusterError(EmixError, RuntimeError):
+    """The Dask cluster can no longer run the computation: it lost all its
+    workers, its scheduler, or blocks of data that cannot be computed again."""
 
 
 class DaskData:
@@ -132,7 +156,7 @@ class DaskData:
         extra = per_block or [()] * len(self._starts)
         parts = [call(*shared, X, w, *more)
                  for (X, w), more in zip(self._blocks(), extra, strict=True)]
-        (total,) = dask.compute(self._tree_sum(parts))
+        (total,) = compute(self._tree_sum(parts))
         return total
 
     # -- the back-end interface ----------------------------------------------------
@@ -177,6 +201,138 @@ class DaskData:
         sample = self._map_sum(_block_sample, max_rows, exponent,
                                per_block=list(zip(self._starts, seeds, strict=True)))
         return sample.result()
+
+
+# ------------------------------------------------------------- running on a cluster
+
+
+def compute(*values: Any) -> tuple[Any, ...]:
+    """``dask.compute(*values)``; on a distributed cluster, one that raises
+    :class:`ClusterError` rather than wait forever or fail with Dask's own
+    exceptions when the cluster loses what the computation needs."""
+    import dask
+
+    client = _distributed_client(values)
+    if client is None:
+        return dask.compute(*values)
+    from distributed import wait
+
+    futures = client.compute(list(values))
+    limit = _lost_cluster_timeout()
+    lost_since = None
+    while True:
+        try:
+            wait(futures, timeout=_POLL_SECONDS)
+            break
+        except TimeoutError:
+            pass
+        except Exception:  # the client's own failure; explained below
+            break
+        problem = _cluster_problem(client)
+        if problem is None:
+            lost_since = None
+            continue
+        lost_since = lost_since or time.monotonic()
+        if time.monotonic() - lost_since >= limit:
+            if problem == "workers":
+                client.cancel(futures)
+            raise ClusterError(_LOST[problem].format(address=_address(client), limit=limit))
+    if _cluster_problem(client) == "scheduler":
+        raise ClusterError(_LOST["scheduler"].format(address=_address(client), limit=limit))
+    try:
+        return tuple(client.gather(futures))
+    except Exception as exc:
+        problem = _problem_of(client, exc)
+        if problem is None:
+            raise
+        raise ClusterError(_LOST[problem].format(address=_address(client), limit=limit,
+                                                 error=exc)) from None
+
+
+_LOST = {
+    "workers": (
+        "the Dask cluster at {address} has had no workers for {limit:g} s (they died or "
+        "left mid-computation), so the fit cannot go on. Start workers again ('dask worker "
+        "{address}') and run the fit again (with a checkpoint it resumes where it "
+        "stopped), or wait longer for them with the Dask setting emix.lost-cluster-timeout "
+        "(e.g. DASK_EMIX__LOST_CLUSTER_TIMEOUT=300)."),
+    "scheduler": (
+        "lost the connection to the Dask scheduler at {address} mid-computation, and it did "
+        "not come back within {limit:g} s (the scheduler stopped, or the network failed). "
+        "Start the scheduler and its workers again and run the fit again (with a checkpoint "
+        "it resumes where it stopped)."),
+    "scattered": (
+        "the Dask cluster at {address} lost blocks of the data with a worker that died: they "
+        "were scattered from the client (client.scatter), so Dask cannot compute them again. "
+        "Give the fit data that the workers can read again: a Dask array made by a reader "
+        "or da.from_array (for 'emix fit --scheduler', a .npy file the workers can read at "
+        "the same path), or replicate scattered blocks (client.replicate)."),
+    "killed": (
+        "a task of the fit killed Dask workers one after another ({error}); this is most "
+        "often a worker running out of memory: give the workers more memory, or use "
+        "smaller blocks (chunk_size)."),
+}
+
+
+def _distributed_client(values: tuple[Any, ...]) -> Any | None:
+    """The distributed client that would run ``values``, if any."""
+    import sys
+
+    distributed = sys.modules.get("distributed")
+    if distributed is None:  # not imported: no client can exist
+        return None
+    import dask
+
+    scheduler = dask.base.get_scheduler(collections=list(values))
+    client = getattr(scheduler, "__self__", None)
+    return client if isinstance(client, distributed.Client) else None
+
+
+def _lost_cluster_timeout() -> float:
+    import dask
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("emix.lost-cluster-timeout", LOST_CLUSTER_TIMEOUT)
+    try:
+        seconds = parse_timedelta(value, default="seconds")
+    except (TypeError, ValueError, KeyError):
+        seconds = None
+    if seconds is None or not seconds >= 0:
+        raise InvalidInputError(
+            f"the Dask setting emix.lost-cluster-timeout is {value!r}; give seconds "
+            "(a number >= 0) or a duration such as '2 minutes'.")
+    return float(seconds)
+
+
+def _cluster_problem(client: Any) -> str | None:
+    """"scheduler" when the client is not connected to it, "workers" when
+    the cluster has none, else None."""
+    if client.status != "running":
+        return "scheduler"
+    try:
+        return None if client.nthreads() else "workers"
+    except OSError:
+        return "scheduler"
+
+
+def _problem_of(client: Any, error: Exception) -> str | None:
+    """Which loss (a key of _LOST) ``error`` of a computation comes from, if any."""
+    import distributed
+
+    if _cluster_problem(client) == "scheduler":
+        return "scheduler"
+    if isinstance(error, distributed.KilledWorker):
+        return "killed"
+    if type(error).__name__ == "NoValidWorkerError":  # the scheduler's no-workers-timeout
+        return "workers"
+    if isinstance(error, distributed.client.FutureCancelledError) \
+            and error.reason == "lost dependencies":
+        return "scattered"
+    return None
+
+
+def _address(client: Any) -> str:
+    return str(getattr(client.scheduler, "address", "?"))
 
 
 # ------------------------------------------------------------ tasks on the workers
