@@ -837,17 +837,25 @@ def corrupted_files(tmp_path, original):
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         info = archive.getinfo("arrays/covariances_.npy")
     flipped = bytearray(data)
-    # Inside the deflated data: this raised zlib.error before.
-    flipped[info.header_offset + 30 + len(info.filename) + 20] ^= 0x10
+    # The first deflate block's type set to the reserved 3: zlib.error before.
+    flipped[info.header_offset + 30 + len(info.filename)] |= 0b110
     made = {"flipped": bytes(flipped), "cut": data[:-40]}
     paths = {}
+    method = bytearray(files["stored"])
+    for offset, name, _ in central_entries(bytes(method)):
+        if name == "arrays/means_.npy":
+            struct.pack_into("<H", method, offset + 10, 99)  # NotImplementedError before
+    made["method"] = bytes(method)
     for name, content in made.items():
         paths[name] = tmp_path / f"{name}.emix"
         paths[name].write_bytes(content)
-    nested = tmp_path / "nested.emix"
-    nested.write_bytes(files["stored"])
-    rewrite_manifest_text(nested, lambda text: "[" * 100_000 + "]" * 100_000)
-    paths["nested"] = nested
+    edits = {"nested": lambda text: "[" * 100_000 + "]" * 100_000,  # RecursionError before
+             "huge": lambda text: re.sub(r'"n_components": \d+',  # ValueError before
+                                         '"n_components": ' + "9" * 5000, text)}
+    for name, edit in edits.items():
+        paths[name] = tmp_path / f"{name}.emix"
+        paths[name].write_bytes(files["stored"])
+        rewrite_manifest_text(paths[name], edit)
     return paths
 
 
