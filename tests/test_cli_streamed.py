@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import re
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -129,3 +132,161 @@ def test_chunk_size_selects_among_models_as_in_memory(files, tmp_path):
     code, _, err = run([*argv, "--chunk-size", "900", "--plot", str(tmp_path / "s.png")])
     assert code == 0, err
     assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+# -- a checkpoint and the data it was written for -----------------------------------------
+
+
+def test_checkpoint_of_yesterdays_data_is_refused_today(files, tmp_path):
+    """A scheduled ``emix fit today.csv --checkpoint day.ckpt`` on refreshed
+    data of the same shape must not print yesterday's model."""
+    X = np.loadtxt(files / "X.csv", delimiter=",", skiprows=1)
+    today = tmp_path / "today.csv"
+    np.savetxt(today, X, delimiter=",", header="x,y,count", comments="", fmt="%.17g")
+    argv = ["fit", str(today), "-k", "2", "--checkpoint", str(tmp_path / "day.ckpt")]
+    yesterday = fitted(argv)
+    X[17, 0] += 0.5
+    np.savetxt(today, X, delimiter=",", header="x,y,count", comments="", fmt="%.17g")
+    code, out, err = run([*argv, "-q"])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "day.ckpt' belongs to another fit (the data changed: the same shape" in err
+    assert "Delete the checkpoint" in err
+    assert fitted([*argv[:-2], "--checkpoint", str(tmp_path / "new.ckpt")])["model"] \
+        != yesterday["model"]
+
+
+def test_checkpoint_resumes_with_another_chunk_size(files, tmp_path, monkeypatch):
+    """The data's digest does not depend on the chunks: a fit stopped with
+    --chunk-size 800 resumes with --chunk-size 700 (and in memory)."""
+    argv = ["fit", str(files / "X.npy"), "-k", "3", "--tol", "1e-12", "--max-iter", "40",
+            "--checkpoint", str(tmp_path / "fit.ckpt")]
+    whole = fitted(argv[:-2])
+    emix_engine = importlib.import_module("emix.em.engine")
+    original = emix_engine._notify
+    resumed_at = []
+
+    def stop_at_ten(callback, restart, n_restarts, monitor, started):
+        if monitor.n_iter == 10:
+            raise KeyboardInterrupt
+        original(callback, restart, n_restarts, monitor, started)
+
+    monkeypatch.setattr(emix_engine, "_notify", stop_at_ten)
+    with pytest.raises(KeyboardInterrupt):
+        run([*argv, "--chunk-size", "800"])
+
+    def record(callback, restart, n_restarts, monitor, started):
+        resumed_at.append(monitor.n_iter)
+        original(callback, restart, n_restarts, monitor, started)
+
+    monkeypatch.setattr(emix_engine, "_notify", record)
+    resumed = fitted([*argv, "--chunk-size", "700"])
+    assert resumed_at[0] == 10
+    assert resumed["model"]["n_iter"] == whole["model"]["n_iter"] > 10
+    assert resumed["model"]["log_likelihood"] == pytest.approx(whole["model"]["log_likelihood"],
+                                                               rel=1e-12)
+
+
+# -- clusters that fail ------------------------------------------------------------------
+
+
+@pytest.fixture
+def process_cluster(tmp_path):
+    """A scheduler and two workers (nanny and worker process each), separate
+    processes on loopback, all killed at the end."""
+    pytest.importorskip("distributed")
+    from cluster_processes import ProcessCluster
+
+    with ProcessCluster(tmp_path / "cluster") as processes:
+        processes.start_scheduler()
+        workers = [processes.add_worker(name) for name in ("w0", "w1")]
+        from distributed import Client
+
+        with Client(processes.address, timeout="60s", set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield processes, workers
+
+
+def _kill_at_iteration(monkeypatch, iteration, kill):
+    """Calls ``kill()`` once, when the fit has done ``iteration`` M-steps."""
+    emix_engine = importlib.import_module("emix.em.engine")
+    original = emix_engine._notify
+    done = []
+
+    def notify(callback, restart, n_restarts, monitor, started):
+        if monitor.n_iter == iteration and not done:
+            kill()
+            done.append(time.monotonic())
+        original(callback, restart, n_restarts, monitor, started)
+
+    monkeypatch.setattr(emix_engine, "_notify", notify)
+    return done
+
+
+def _one_line_error(code, err):
+    assert code == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and err.startswith("emix: error: "), err
+    return err
+
+
+def test_blocks_scattered_to_a_worker_that_dies_are_reported(files, process_cluster,
+                                                             monkeypatch):
+    from distributed import Client
+
+    processes, workers = process_cluster
+
+    def kill_a_holder():
+        """Kills the worker (nanny included) holding the most blocks."""
+        with Client(processes.address, timeout="30s", set_as_default=False) as client:
+            info = client.scheduler_info()["workers"]
+            held = client.has_what()
+            name = info[max(held, key=lambda address: len(held[address]))]["name"]
+            assert held and max(map(len, held.values())) > 0
+        processes.kill_group(next(worker for worker in workers if worker.name == name))
+
+    # A .csv is read here, a chunk at a time, and scattered to the workers.
+    killed = _kill_at_iteration(monkeypatch, 3, kill_a_holder)
+    code, _, err = run(["fit", str(files / "X.csv"), "--weights", "count", "-k", "2",
+                        "--chunk-size", "500", "--max-iter", "50", "--tol", "1e-300",
+                        "--scheduler", processes.address])
+    assert killed, err
+    err = _one_line_error(code, err)
+    assert f"the Dask cluster at {processes.address} lost blocks of the data" in err
+    assert "scattered from the client" in err and "a .npy file the workers can read" in err
+
+
+def test_a_scheduler_killed_mid_fit_is_reported_within_the_bound(files, process_cluster,
+                                                                  monkeypatch):
+    dask = pytest.importorskip("dask")
+    processes, _ = process_cluster
+    scheduler = processes.processes[0]
+    killed = _kill_at_iteration(monkeypatch, 3, lambda: processes.kill_group(scheduler))
+    limit = 2.0
+    with dask.config.set({"emix.lost-cluster-timeout": limit}):
+        code, _, err = run(["fit", str(files / "X.npy"), "-k", "2", "--chunk-size", "1000",
+                            "--max-iter", "50", "--tol", "1e-300",
+                            "--scheduler", processes.address])
+    waited = time.monotonic() - killed[0]
+    err = _one_line_error(code, err)
+    assert f"lost the connection to the Dask scheduler at {processes.address}" in err
+    assert "did not come back within 2 s" in err and "Start the scheduler" in err
+    assert limit <= waited < limit + 5, waited
+
+
+def test_addresses_without_a_scheduler_are_reported_within_the_timeout(files, monkeypatch):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(streamed, "CONNECT_TIMEOUT", 1)
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host, port = silent.getsockname()
+        for address, reason in [(f"tcp://{host}:{port}", "no answer within 1 s|Timed out"),
+                                ("127.0.0.1", "missing port number"),
+                                ("udp://127.0.0.1:9", "unknown address scheme")]:
+            started = time.monotonic()
+            code, _, err = run(["fit", str(files / "X.npy"), "--scheduler", address])
+            err = _one_line_error(code, err)
+            assert re.search(rf"cannot reach a Dask scheduler at '{re.escape(address)}' "
+                             rf"\(({reason})", err), err
+            assert "tcp://HOST:PORT" in err
+            assert time.monotonic() - started < 10

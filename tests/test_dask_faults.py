@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ import pytest
 pytest.importorskip("dask.array")
 pytest.importorskip("distributed")
 
+import dask
 import dask.array as da
 from distributed import Client
 
@@ -42,6 +44,7 @@ from cluster_processes import (
     wait_for,
 )
 from emix import GaussianMixture
+from emix.execution.dask_data import ClusterError
 
 from conftest import blobs, fixed_init
 
@@ -193,3 +196,39 @@ def test_fit_survives_a_killed_worker(cluster, problem, what, when):
     wait_for(lambda: not any(blocks_held(client, address, X_dask)
                              for address in client.scheduler_info()["workers"]), 30,
              "the fit's data to be released")
+
+
+def test_fit_waits_for_workers_to_come_back_and_stops_when_none_do(cluster, problem):
+    """Every worker (nanny included) dies as its next task starts. When a new
+    worker joins within emix.lost-cluster-timeout the fit ends as an
+    undisturbed one; when none does, it stops with ClusterError once that
+    time has passed, instead of waiting forever."""
+    processes, client = cluster
+    X, init, reference = problem
+    X_dask = da.from_array(X, chunks=(BLOCK_ROWS, N_FEATURES))
+    client.register_plugin(CrashOnNextTask(whole_group=True))
+    killed = {}
+
+    def kill_every_worker(state, then_start=None) -> None:
+        if state.iteration != KILL_AT:
+            return
+        addresses = list(client.scheduler_info()["workers"])
+        killed["pids"] = list(client.run(arm_crash, workers=addresses).values())
+        killed["at"] = time.monotonic()
+        if then_start:
+            processes.add_worker(then_start)
+
+    with dask.config.set({"emix.lost-cluster-timeout": 120}):
+        fitted = model(init).fit(X_dask, progress=lambda s: kill_every_worker(s, "w2"))
+    assert len(killed["pids"]) == 2 and all(pid_gone(pid) for pid in killed["pids"])
+    assert all(p.popen.poll() is not None for p in processes.processes if p.name in ("w0", "w1"))
+    assert_same_fit(fitted, reference)
+
+    limit = 2.0
+    with dask.config.set({"emix.lost-cluster-timeout": limit}), \
+            pytest.raises(ClusterError, match=r"the Dask cluster at tcp://127\.0\.0\.1:\d+ has "
+                          r"had no workers for 2 s .*emix\.lost-cluster-timeout"):
+        model(init).fit(X_dask, progress=kill_every_worker)
+    waited = time.monotonic() - killed["at"]
+    assert len(killed["pids"]) == 1 and pid_gone(killed["pids"][0])
+    assert limit <= waited < limit + 5, waited

@@ -325,9 +325,15 @@ def _problem_of(client: Any, error: Exception) -> str | None:
         return "killed"
     if type(error).__name__ == "NoValidWorkerError":  # the scheduler's no-workers-timeout
         return "workers"
-    if isinstance(error, distributed.client.FutureCancelledError) \
-            and error.reason == "lost dependencies":
-        return "scattered"
+    if isinstance(error, distributed.client.FutureCancelledError):
+        # Keys without a recipe (scattered data) are forgotten when their
+        # last holder dies, and so are the tasks that needed them: "already
+        # forgotten" while the computation ran, "lost dependencies" when it
+        # was submitted after.
+        if error.reason in ("already forgotten", "lost dependencies"):
+            return "scattered"
+        if error.reason == "scheduler-connection-lost":
+            return "scheduler"
     return None
 
 
