@@ -495,3 +495,22 @@ def _npz(**arrays) -> bytes:
     out = io.BytesIO()
     np.savez(out, **arrays)
     return out.getvalue()
+
+
+def test_the_data_digest_adds_over_any_split_in_any_order():
+    from emix.execution.digest import RowDigest, rows_per_group
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(10_000, 3))
+    group = rows_per_group(3)
+    whole = RowDigest.of(X, 0, group).hexdigest()
+    for _ in range(5):
+        cuts = np.sort(rng.choice(np.arange(1, X.shape[0]), size=12, replace=False))
+        starts = np.concatenate([[0], cuts])
+        parts = [RowDigest.of(part, int(start), group)
+                 for part, start in zip(np.split(X, cuts), starts, strict=True)]
+        shuffled = [parts[i] for i in rng.permutation(len(parts))]
+        assert sum(shuffled[1:], shuffled[0]).hexdigest() == whole
+    assert RowDigest.of(X[::-1], 0, group).hexdigest() != whole
+    assert RowDigest.of(np.asfortranarray(X), 0, group).hexdigest() == whole
+    assert RowDigest.of(X.astype(">f8"), 0, group).hexdigest() == whole  # values, not bytes

@@ -170,3 +170,12 @@ def test_model_selection_over_a_dask_array(X, scheduler):
     for a, b in zip(reference.candidates, result.candidates, strict=True):
         for name in ("log_likelihood", "bic", "icl"):
             assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-10), name
+
+
+def test_a_bad_lost_cluster_timeout_is_refused(X, cluster_client):
+    from emix.exceptions import InvalidInputError
+
+    with cluster_client.as_current(), dask.config.set({"emix.lost-cluster-timeout": "soon"}), \
+            pytest.raises(InvalidInputError, match=r"emix\.lost-cluster-timeout is 'soon'; give "
+                          "seconds"):
+        model(X, "full").fit(da.from_array(X, chunks=BLOCK_ROWS))
