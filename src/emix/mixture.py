@@ -617,8 +617,8 @@ class GaussianMixture:
         self._check_feature_names(X)
         X = check.as_float_array(X)
         self._check_n_features(X.shape[1])
-        rows = self.chunk_size or default_chunk_rows(params.n_components, X.shape[1],
-                                                    X.dtype.itemsize)
+        # The E-step's temporaries are float64 whatever X's dtype.
+        rows = self.chunk_size or default_chunk_rows(params.n_components, X.shape[1], 8)
         return family, params, InMemoryData(X, chunk_rows=rows)
 
     def _check_n_features(self, n_features: int) -> None:
@@ -648,8 +648,10 @@ class GaussianMixture:
                 f"Fitted with {list(fitted)[:10]}, got {list(given)[:10]}."
             )
 
-    def _predict_dask(self, X: Any, method: str, per_component: bool) -> Any:
-        """``family.<method>`` on each block of a Dask collection, lazily."""
+    def _predict_dask(self, X: Any, method: str, per_component: bool,
+                      dtype: Any = None) -> Any:
+        """``family.<method>`` on each block of a Dask collection, lazily, in
+        ``dtype`` (by default X's)."""
         from .execution.dask_data import map_rows
 
         params = self._fitted_params(with_factor=False)
@@ -658,30 +660,36 @@ class GaussianMixture:
         if hasattr(X, "to_dask_array"):
             X = X.to_dask_array(lengths=True)
         self._check_n_features(1 if X.ndim == 1 else X.shape[1])
-        dtype = np.dtype(X.dtype if X.dtype in (np.float32, np.float64) else np.float64)
+        if dtype is None:
+            dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        dtype = np.dtype(dtype)
         return map_rows(X, partial(_predict_block, family, params, method, dtype),
                         params.n_components if per_component else None, dtype)
 
+    def _rows_of(self, X: Any, method: str) -> tuple[np.ndarray, np.dtype]:
+        """``family.<method>`` of every row, float64, and X's dtype (that of
+        what is returned to the user)."""
+        family, params, data = self._data_for_prediction(X)
+        width = () if method == "log_density" else (params.n_components,)
+        out = np.empty((data.n_samples, *width))
+        with floating_point_guard():
+            data.map_rows(lambda chunk, ws: getattr(family, method)(params, chunk, ws), out)
+        return out, data.dtype
+
     def score_samples(self, X: Any) -> np.ndarray:
-        """Log-density ``log p(x_i)`` of each row, shape (n_samples,); a
-        Dask array for a Dask collection."""
+        """Log-density ``log p(x_i)`` of each row, shape (n_samples,), in X's
+        dtype (float32 input: a log-density beyond float32's range is
+        -inf); a Dask array for a Dask collection."""
         if _is_dask_collection(X):
             return self._predict_dask(X, "log_density", per_component=False)
-        family, params, data = self._data_for_prediction(X)
-        out = np.empty(data.n_samples, dtype=data.dtype)
-        with floating_point_guard():
-            return data.map_rows(lambda chunk, ws: family.log_density(params, chunk, ws), out)
+        return _in_dtype(*self._rows_of(X, "log_density"))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, K); a
         Dask array for a Dask collection."""
         if _is_dask_collection(X):
             return self._predict_dask(X, "responsibilities", per_component=True)
-        family, params, data = self._data_for_prediction(X)
-        out = np.empty((data.n_samples, params.n_components), dtype=data.dtype)
-        with floating_point_guard():
-            return data.map_rows(
-                lambda chunk, ws: family.responsibilities(params, chunk, ws), out)
+        return _in_dtype(*self._rows_of(X, "responsibilities"))
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,)."""
@@ -689,7 +697,7 @@ class GaussianMixture:
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Per-sample (weighted mean) log-likelihood of ``X``."""
-        log_density = self.score_samples(X).astype(np.float64)
+        log_density = self._log_densities(X)
         weights = check.check_sample_weight(sample_weight, log_density.shape[0])
         if weights is None:
             return float(log_density.mean())
@@ -701,8 +709,16 @@ class GaussianMixture:
         family = GaussianFamily(self.covariance_type, self.reg_covar)
         return family.n_parameters(n_components, n_features)
 
+    def _log_densities(self, X: Any) -> np.ndarray:
+        """The log-density of each row, float64 whatever X's dtype (a Dask
+        collection is computed)."""
+        if _is_dask_collection(X):
+            return np.asarray(self._predict_dask(X, "log_density", per_component=False,
+                                                 dtype=np.float64))
+        return self._rows_of(X, "log_density")[0]
+
     def _total_log_likelihood(self, X: Any, sample_weight: Any) -> tuple[float, float]:
-        log_density = self.score_samples(X).astype(np.float64)
+        log_density = self._log_densities(X)
         weights = check.check_sample_weight(sample_weight, log_density.shape[0])
         if weights is None:
             return float(log_density.sum()), float(log_density.shape[0])
@@ -781,7 +797,14 @@ def _predict_block(family: GaussianFamily, params: GaussianParams, method: str,
     """One block of a Dask prediction (module level, so that it pickles)."""
     X = check.as_float_array(X, dtype=dtype)
     with floating_point_guard():
-        return getattr(family, method)(params, X, Workspace())
+        return _in_dtype(getattr(family, method)(params, X, Workspace()), dtype)
+
+
+def _in_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float64 results in the data's dtype: float32 rounds a log-density
+    beyond its range to -inf, which is no error."""
+    with np.errstate(over="ignore"):
+        return values.astype(dtype, copy=False)
 
 
 def read_in_pieces(X: Any) -> bool:

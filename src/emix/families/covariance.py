@@ -28,7 +28,6 @@ spherical     (K,)            (K,), ``1 / sqrt(variance)``
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,14 +61,6 @@ class SingularCovariance(Exception):
         self.components = components
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """Parameters cast and rearranged once per E-step pass (not per chunk)."""
-
-    const: np.ndarray  # (K,) log weight + log|P_k| - d/2 log(2 pi)
-    arrays: dict[str, np.ndarray]
-
-
 class CovarianceModel:
     """Base class: the operations the E- and M-steps need from a structure."""
 
@@ -93,32 +84,19 @@ class CovarianceModel:
         raise NotImplementedError
 
     # -- E-step ------------------------------------------------------------
-    def prepare(self, means: np.ndarray, prec_chol: np.ndarray,
-                dtype: np.dtype) -> dict[str, np.ndarray | None]:
-        """Arrays that :meth:`whiten` reuses for every chunk of one pass: the
-        means split into a part in ``dtype`` and the rest (None in float64),
-        and the precision factor in ``dtype``."""
-        high = means.astype(dtype)
-        low = (means - high).astype(dtype) if high.dtype != means.dtype else None
-        return {"means": high, "means_low": low,
-                "prec_chol": self.fused_factor(prec_chol, *means.shape).astype(dtype)}
-
-    def whiten(self, X: np.ndarray, prepared: dict[str, np.ndarray | None], out: np.ndarray,
+    def whiten(self, X: np.ndarray, means: np.ndarray, factor: np.ndarray, out: np.ndarray,
                workspace: Any) -> None:
-        """Write the whitened residuals ``(x_i - mu_k) P_k`` into out (m, K, d).
+        """Write the whitened residuals ``(x_i - mu_k) P_k`` into out (m, K, d),
+        all float64; ``factor`` is :meth:`fused_factor` of the precision
+        factors.
 
-        The residuals are taken about each component's own mean, as
-        ``(x - m) - l`` with ``m`` the mean rounded to X's dtype and ``l``
-        the rest: x and m are exact there, so the residual is within about an
-        ulp of itself, whatever the data's distance from the origin or from
+        The residuals are taken about each component's own mean: they are
+        exact to rounding whatever the data's distance from the origin or from
         the other components (a product ``x P`` taken first would carry the
-        rounding of ``|x| |P|``, which at 1e6 standard deviations from the
-        origin is 0.06 of one in float32)."""
+        rounding of ``|x| |P|``)."""
         residual = self._residual_buffer(out, workspace)
-        np.subtract(X[:, None, :], prepared["means"][None], out=residual)
-        if prepared["means_low"] is not None:
-            residual -= prepared["means_low"]
-        self._whiten_residuals(residual, prepared["prec_chol"], out)
+        np.subtract(X[:, None, :], means[None], out=residual)
+        self._whiten_residuals(residual, factor, out)
 
     def _residual_buffer(self, out: np.ndarray, workspace: Any) -> np.ndarray:
         """Where :meth:`whiten` puts the residuals before whitening them."""

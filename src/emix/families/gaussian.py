@@ -35,7 +35,6 @@ from .covariance import (
     COVARIANCE_MODELS,
     ROUNDING_MARGIN,
     CovarianceModel,
-    Prepared,
     SingularCovariance,
 )
 
@@ -260,6 +259,8 @@ class GaussianFamily:
                 "the M-step produced non-finite means or covariances; the data's "
                 "scale is beyond floating point: rescale the columns"
             )
+        if self.parameter_dtype != np.float64 and not _fits_in(covariances, self.parameter_dtype):
+            raise self._beyond_range()
         try:
             cov_chol, prec_chol = self.covariance.factor(covariances)
         except SingularCovariance as exc:
@@ -274,25 +275,23 @@ class GaussianFamily:
             # rounded (the covariances themselves, rounded, need not stay
             # positive definite): the covariances follow from it.
             if not (np.isfinite(means).all() and self.covariance.valid_factor(prec_chol)):
-                raise NumericalError(
-                    f"the fitted parameters are beyond {self.parameter_dtype}'s range (a "
-                    "mean, or a variance smaller than its smallest normal number or larger "
-                    "than its largest): fit the data as float64, or rescale the columns")
+                raise self._beyond_range()
             cov_chol = self.covariance.cov_chol_from_prec_chol(prec_chol)
             covariances = self.covariance.covariances_from_cov_chol(cov_chol)
+            if not (_fits_in(covariances, self.parameter_dtype)
+                    and _fits_in(self.covariance.precisions(prec_chol), self.parameter_dtype)):
+                raise self._beyond_range()
         return GaussianParams(weights=weights, means=means, covariances=covariances,
                               cov_chol=cov_chol, prec_chol=prec_chol)
 
-    def _prepare(self, params: GaussianParams, dtype: np.dtype) -> Prepared:
-        key = np.dtype(dtype).str
-        prepared = params._prepared.get(key)
-        if prepared is None:
-            prepared = Prepared(
-                const=self._log_constants(params).astype(dtype),
-                arrays=self.covariance.prepare(params.means, params.prec_chol, dtype),
-            )
-            params._prepared[key] = prepared
-        return prepared
+    def _whitening_factor(self, params: GaussianParams) -> np.ndarray:
+        """The precision factors as :meth:`CovarianceModel.whiten` takes them,
+        once per parameters."""
+        factor = params._prepared.get("factor")
+        if factor is None:
+            factor = params._prepared["factor"] = np.ascontiguousarray(
+                self.covariance.fused_factor(params.prec_chol, *params.means.shape))
+        return factor
 
     def _log_constants(self, params: GaussianParams) -> np.ndarray:
         """``log w_k + log |P_k| - d/2 log 2 pi``, (K,) float64, once per
@@ -311,48 +310,40 @@ class GaussianFamily:
     # -- E-step ----------------------------------------------------------------
     def _posterior(self, params: GaussianParams, X: np.ndarray, workspace: Any):
         """Responsibilities (m, K), log p(x) (m,), whitened residuals and their
-        squared norms, all in ``X.dtype`` and in workspace buffers."""
+        squared norms, in float64 workspace buffers.
+
+        float32 rows are read as float64 too: in float32 the whitening of an
+        ill-conditioned component rounds in proportion to the square root of
+        its condition number (1e-3 nats of a row's log-density at 1e9, every
+        digit at 1e15), and a far row's squared distance overflows."""
         m = X.shape[0]
         n_components, n_features = params.means.shape
-        dtype = X.dtype
-        prepared = self._prepare(params, dtype)
-        whitened = workspace.array("whitened", (m, n_components, n_features), dtype)
-        self.covariance.whiten(X, prepared.arrays, whitened, workspace)
-        squared_norm = workspace.array("squared_norm", (m, n_components), dtype)
+        whitened = workspace.array("whitened", (m, n_components, n_features), np.float64)
+        self.covariance.whiten(X.astype(np.float64, copy=False), params.means,
+                               self._whitening_factor(params), whitened, workspace)
+        squared_norm = workspace.array("squared_norm", (m, n_components), np.float64)
         np.einsum("mkd,mkd->mk", whitened, whitened, out=squared_norm)
-        resp = workspace.array("resp", (m, n_components), dtype)
+        resp = workspace.array("resp", (m, n_components), np.float64)
         np.multiply(squared_norm, -0.5, out=resp)
-        _with_each_row(np.add, resp, prepared.const, by_column=True)
+        _with_each_row(np.add, resp, self._log_constants(params), by_column=True)
         # log-sum-exp with the max-shift done by hand (much faster than
         # scipy's), then the exponentials in place.
-        row_max = _row_reduce(np.maximum, resp, workspace.array("row_max", (m,), dtype),
+        row_max = _row_reduce(np.maximum, resp, workspace.array("row_max", (m,), np.float64),
                               _MAX_COLUMN_LOOP)
         if not np.all(np.isfinite(row_max)):
-            return self._posterior_far_rows(params, X, workspace)
-        _with_each_row(np.subtract, resp, row_max)
-        np.exp(resp, out=resp)
-        row_sum = _row_reduce(np.add, resp, workspace.array("row_sum", (m,), dtype),
-                              _SUM_COLUMN_LOOP)
-        _with_each_row(np.divide, resp, row_sum)
-        log_norm = np.log(row_sum)
-        log_norm += row_max
-        return resp, log_norm, whitened, squared_norm
-
-    def _posterior_far_rows(self, params, X, workspace):
-        """The posterior when some rows' squared distances overflow ``X.dtype``:
-        float32 rows are recomputed in float64 (their log-density may still
-        round to -inf in float32); in float64 the data are beyond range."""
-        if X.dtype == np.float64:
             raise NumericalError(
                 "a sample is so far from every component that its squared distance "
                 "overflows; rescale the data (e.g. standardise each column) so that "
                 "its range fits in floating point"
             )
-        resp, log_norm, whitened, squared_norm = self._posterior(
-            params, X.astype(np.float64), workspace)
-        with np.errstate(over="ignore"):
-            return (resp.astype(X.dtype), log_norm.astype(X.dtype),
-                    whitened.astype(X.dtype), squared_norm.astype(X.dtype))
+        _with_each_row(np.subtract, resp, row_max)
+        np.exp(resp, out=resp)
+        row_sum = _row_reduce(np.add, resp, workspace.array("row_sum", (m,), np.float64),
+                              _SUM_COLUMN_LOOP)
+        _with_each_row(np.divide, resp, row_sum)
+        log_norm = np.log(row_sum)
+        log_norm += row_max
+        return resp, log_norm, whitened, squared_norm
 
     def e_step(self, params: GaussianParams, X: np.ndarray, weights: np.ndarray | None,
                workspace: Any) -> GaussianStats:
@@ -365,7 +356,7 @@ class GaussianFamily:
         # The NumPy path's temporaries are (rows, K, d): a few thousand rows
         # at a time, whatever the chunk the caller hands over.
         n_rows = X.shape[0]
-        step = default_chunk_rows(*params.means.shape, X.dtype.itemsize)
+        step = default_chunk_rows(*params.means.shape, 8)
         if n_rows > step:
             return sum(self._numpy_e_step(params, X[start:start + step],
                                           None if weights is None
@@ -376,7 +367,6 @@ class GaussianFamily:
     def _numpy_e_step(self, params: GaussianParams, X: np.ndarray,
                       weights: np.ndarray | None, workspace: Any) -> GaussianStats:
         resp, log_norm, whitened, squared_norm = self._posterior(params, X, workspace)
-        log_norm = log_norm.astype(np.float64, copy=False)
         log_likelihood = float(log_norm.sum() if weights is None else weights @ log_norm)
         return self._stats(params.means, whitened, squared_norm, resp, weights,
                            log_likelihood, params.cov_chol, workspace)
@@ -497,15 +487,11 @@ class GaussianFamily:
         """Assemble statistics from residuals (whitened when ``cov_chol`` is
         given, else plain) and responsibilities, which are weighted in place.
 
-        The moments are sums of products in float64 even for float32 data:
-        products of float32 numbers are exact in float64, so the second
-        moments are positive semi-definite to float64's rounding, where sums
-        in float32 lose every direction in which a component's variance is
-        below float32's rounding of its largest one."""
-        if residual.dtype != np.float64:
-            residual = residual.astype(np.float64)
-            squared_norm = squared_norm.astype(np.float64)
-            resp = resp.astype(np.float64)
+        Everything is float64, for float32 data too: sums of float32
+        products lose every direction in which a component's variance is
+        below float32's rounding of its largest one (and whether the start
+        of an ill-conditioned fit is positive definite then depends on the
+        order of the sums)."""
         if weights is not None:
             resp *= weights.astype(resp.dtype, copy=False)[:, None]
         first = np.einsum("mk,mkd->kd", resp, residual).astype(np.float64, copy=False)
@@ -524,12 +510,12 @@ class GaussianFamily:
         )
 
     def log_density(self, params: GaussianParams, X: np.ndarray, workspace: Any) -> np.ndarray:
-        """log p(x_i) under the mixture, (m,), a fresh array in ``X.dtype``."""
+        """log p(x_i) under the mixture, (m,), a fresh float64 array."""
         return self._posterior(params, X, workspace)[1].copy()
 
     def responsibilities(self, params: GaussianParams, X: np.ndarray,
                          workspace: Any) -> np.ndarray:
-        """``p(z=k | x_i)``, (m, K), a fresh array in ``X.dtype``."""
+        """``p(z=k | x_i)``, (m, K), a fresh float64 array."""
         return self._posterior(params, X, workspace)[0].copy()
 
     # -- M-step ------------------------------------------------------------------
@@ -619,6 +605,14 @@ class GaussianFamily:
             covariances[target] = covariances[donor]
         return self.make_params(weights, means, covariances)
 
+    def _beyond_range(self) -> NumericalError:
+        """No setting helps parameters that the parameters' dtype cannot hold."""
+        return NumericalError(
+            f"the fitted parameters are beyond {self.parameter_dtype}'s range (a mean, or a "
+            "variance or its inverse larger than its largest number or smaller than its "
+            "least normal one): fit the data as float64 (X.astype(numpy.float64)), or "
+            "rescale the columns")
+
     def _singular(self, covariances: np.ndarray, components: list[int]
                   ) -> DegenerateComponentError:
         """The error for covariances that are not positive definite, with a
@@ -662,6 +656,11 @@ def _round_up(value: float) -> float:
     exponent = math.floor(math.log10(value))
     digit = math.ceil(value / 10.0**exponent * (1 - 1e-12))
     return digit * 10.0**exponent
+
+
+def _fits_in(array: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether ``array`` rounded to ``dtype`` stays finite."""
+    return bool(np.abs(array).max(initial=0.0) <= np.finfo(dtype).max)
 
 
 def _rounded(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
