@@ -463,3 +463,68 @@ def test_uniform_power_of_two_weights_give_the_unweighted_fit_bit_for_bit(covari
     for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_array_equal(getattr(weighted, name), getattr(unweighted, name),
                                       err_msg=name)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_outliers_in_many_features_report_the_likelihood_of_the_fit(covariance_type):
+    # Issue 13's reproduction: with more than 4 features the compiled E-step
+    # expands the log-densities about the mixture's centre; three rows at 1e8
+    # that a broad component owns made lower_bound_ -75.6 against a score of
+    # -56.8 (EM then optimised something that is not the likelihood).
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(200, 8))
+    Y[:3] = rng.normal(size=(3, 8)) * 1e8
+    model = _fit(Y, 2, covariance_type)
+    assert_finite_fit(model)
+    assert model.lower_bound_ == pytest.approx(model.score(Y), rel=1e-10)
+    for i, lower_bound in enumerate(model.lower_bounds_):
+        assert np.isfinite(lower_bound), i
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("offset", [1e3, 1e5, 1e6])
+def test_float32_scores_do_not_depend_on_the_distance_from_the_origin(covariance_type, offset):
+    # The same float32 parameters scored in float64 are the reference: the
+    # float32 scores had been off by 1e-4 nats at 1e3 standard deviations
+    # from the origin, 0.1-0.29 at 1e6 (residuals formed in float32 after a
+    # product with the data).
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(size=(500, 3)), rng.normal(size=(500, 3)) * 2 + 5])
+    X32 = (X + offset).astype(np.float32)
+    model = _fit(X32, 2, covariance_type)
+    reference = _fit(X32, 2, covariance_type)
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        setattr(reference, name, getattr(model, name).astype(np.float64))
+    expected = reference.score_samples(X32.astype(np.float64))
+    ours = model.score_samples(X32)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, expected, rtol=4 * np.finfo(np.float32).eps, atol=1e-5)
+    # The fit's log-likelihood is that of the stored float32 parameters.
+    assert model.lower_bound_ == pytest.approx(expected.mean(), rel=1e-6, abs=1e-6)
+
+
+def test_float32_row_far_beyond_the_others_scores_and_fits():
+    # One row at (1e10, 1e10) among 199 standard normals: it had scored
+    # -2**31, and the NumPy path's fit had gone wrong there.
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 2))
+    X[0] = 1e10
+    model = _fit(X.astype(np.float32), 2, "full")
+    assert_finite_fit(model)
+    far = int(np.argmax(model.means_[:, 0]))
+    np.testing.assert_allclose(model.means_[far], [1e10, 1e10], rtol=1e-6)
+    np.testing.assert_allclose(model.means_[1 - far], X[1:].mean(axis=0), atol=1e-5)
+    scores = model.score_samples(X.astype(np.float32))
+    assert np.isfinite(scores).all() and scores[0] > -100
+    assert model.lower_bound_ == pytest.approx(model.score(X.astype(np.float32)), rel=1e-6)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_collinear_columns_give_a_remedy_that_works_from_every_start(init_params):
+    # random_from_data had let the internal SingularCovariance escape ("[0]").
+    x = np.random.default_rng(3).normal(size=500)
+    X = np.column_stack([x, x]) * 1e10
+    with pytest.raises(DegenerateComponentError, match=r"set reg_covar=") as error:
+        _fit(X, 2, "full", init_params=init_params)
+    assert error.value.remedy["reg_covar"] > 1e-6
+    assert_finite_fit(_fit(X, 2, "full", init_params=init_params, **error.value.remedy))
