@@ -290,3 +290,20 @@ def test_addresses_without_a_scheduler_are_reported_within_the_timeout(files, mo
                              rf"\(({reason})", err), err
             assert "tcp://HOST:PORT" in err
             assert time.monotonic() - started < 10
+
+
+def test_a_scheduler_without_workers_is_reported_within_the_bound(files, tmp_path):
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    from cluster_processes import ProcessCluster
+
+    with ProcessCluster(tmp_path / "cluster") as processes, \
+            dask.config.set({"emix.lost-cluster-timeout": 1}):
+        address = processes.start_scheduler()
+        for name in ("X.csv", "X.npy"):  # scattered from here, or read by the workers
+            started = time.monotonic()
+            code, _, err = run(["fit", str(files / name), "--scheduler", address])
+            err = _one_line_error(code, err)
+            assert f"the Dask cluster at {address} has had no workers for 1 s" in err
+            assert f"Start workers ('dask worker {address}')" in err
+            assert time.monotonic() - started < 8

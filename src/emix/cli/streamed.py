@@ -136,10 +136,13 @@ def _on_cluster(args, table: ChunkedTable, weighted: bool, stack: ExitStack):
     try:
         import dask.array as da
         from distributed import Client
+
+        from ..execution.dask_data import require_workers
     except ImportError:
         raise InvalidInputError(
             "--scheduler needs Dask: pip install 'emix[dask]'") from None
     client = stack.enter_context(_connected(Client, args.scheduler))
+    require_workers(client)
     path = Path(args.file)
     if path.suffix.lower() == ".npy" and not weighted and args.columns is None:
         X = _npy_on_workers(path, args.chunk_size, da)

@@ -251,8 +251,8 @@ def compute(*values: Any) -> tuple[Any, ...]:
 
 _LOST = {
     "workers": (
-        "the Dask cluster at {address} has had no workers for {limit:g} s (they died or "
-        "left mid-computation), so the fit cannot go on. Start workers again ('dask worker "
+        "the Dask cluster at {address} has had no workers for {limit:g} s (none started, or "
+        "they died or left), so the fit cannot go on. Start workers ('dask worker "
         "{address}') and run the fit again (with a checkpoint it resumes where it "
         "stopped), or wait longer for them with the Dask setting emix.lost-cluster-timeout "
         "(e.g. DASK_EMIX__LOST_CLUSTER_TIMEOUT=300)."),
@@ -272,6 +272,17 @@ _LOST = {
         "often a worker running out of memory: give the workers more memory, or use "
         "smaller blocks (chunk_size)."),
 }
+
+
+def require_workers(client: Any) -> None:
+    """Waits, at most emix.lost-cluster-timeout, for the cluster of
+    ``client`` to have a worker (before data are scattered to them)."""
+    limit = _lost_cluster_timeout()
+    try:
+        client.wait_for_workers(1, timeout=limit)
+    except TimeoutError:
+        raise ClusterError(_LOST["workers"].format(address=_address(client),
+                                                   limit=limit)) from None
 
 
 def _distributed_client(values: tuple[Any, ...]) -> Any | None:
