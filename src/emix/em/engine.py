@@ -9,6 +9,7 @@ Dask) runs this same loop.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
         monitor.update(log_likelihood, fresh_start=fresh_start,
                        regularised=bool(floors) or family.regularised,
                        rounding=family.log_likelihood_rounding(params, log_likelihood))
-        if log_likelihood > best[0] or fresh_start:
+        if log_likelihood > best[0] or (fresh_start and math.isfinite(log_likelihood)):
             best = (log_likelihood, params, monitor.n_iter)
         save()
         _notify(callback, restart, n_restarts, monitor, started)
@@ -134,6 +135,9 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
         # so that history[n_iter] is always their log-likelihood.
         log_likelihood, params, kept = best
         history = history[:kept + 1]
+        # ... and only the repairs that led to them (the falls are kept: they
+        # are why the run stopped).
+        collapses = [event for event in collapses if event.iteration <= kept]
     return EMResult(params=params, log_likelihood=log_likelihood, state=monitor.state,
                     history=history, collapses=collapses,
                     decreases=monitor.decreases, restart=restart)
