@@ -15,9 +15,10 @@ Where emix differs on purpose:
   (``on_collapse``), never left to produce NaN; ``collapses_`` lists what
   happened.
 - 1-D input is one feature; integer input becomes float64; float32 input
-  is fitted in float32 (storage and matrix products; residuals in float64,
-  sums in float32 within a block of rows and in float64 across blocks) and
-  gives float32 attributes and outputs.
+  is fitted on float32 parameters (EM and ``lower_bound_`` use exactly the
+  numbers stored in the float32 attributes) with the compiled kernels'
+  quadratic forms in float32, and everything else (residuals, moments, the
+  NumPy path, scoring) in float64; outputs are float32.
 - The E-step runs over chunks of rows (``chunk_size``) on every core
   (``n_threads``), so memory does not grow with n_samples x n_components,
   and the result does not depend on the number of threads.

@@ -22,6 +22,12 @@ that it compiles to SIMD instructions:
   about each component's own mean (register tiles of 4 x 2 feature pairs)
   while the block is in the cache.  The block loop runs in one compiled
   call per chunk, so that threads do not queue for the GIL between blocks.
+  The expansion's rounding grows with a row's distance from the centre in
+  a component's spread: rows where it could exceed about 2000 units of
+  their log-density's own rounding (outliers a broad component owns,
+  clusters far from the centre) get their log-densities from residuals
+  about each mean instead, in float64.  The moments are float64 sums of
+  float64 products, also for float32 data.
 
 They compute what the NumPy path computes -- residuals about each
 component's own mean, statistics centred on those means -- in another order,
