@@ -55,7 +55,10 @@ INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 #: of them adds at most n * eps64 ~ 1e-12 more.  1e-9 leaves a factor of
 #: 1000 over that for the E-step's other order of operations; anything larger
 #: means the reported number belongs to other parameters or the E-step lost
-#: digits (e.g. a quadratic expansion about a far-away centre).
+#: digits (e.g. a quadratic expansion about a far-away centre).  Measured on
+#: the fixed code (commit e2c7092, seeds 0..2999): at most 1.5e-13 on the
+#: compiled path, 0 on the NumPy path (the same arithmetic as score); the
+#: code before the fixes reached 6.9 (times the bound 1e-9 * (1 + |log p|)).
 LOWER_BOUND_RTOL = 1e-9
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -79,7 +82,10 @@ EPS32 = float(np.finfo(np.float32).eps)
 #: (|log p_i| + d); C = 4 allows a little ill-conditioning of the whitening.
 #: What it does not allow: errors that grow with the distance of the data
 #: from the origin (or the mixture's centre) in units of a component's
-#: spread, which come from taking residuals in float32.
+#: spread, which come from taking residuals in float32, nor cancellation in
+#: float32 whitening of ill-conditioned components.  Measured (seeds
+#: 0..2999): C <= 0.43 after the fixes (the NumPy path scores float32 data in
+#: float64); up to 5.6e8 before them, 467 on data otherwise well-conditioned.
 FLOAT32_ROW_C = 4.0
 
 #: float32, the fit's lower_bound_ against score() of the stored model:
@@ -91,7 +97,8 @@ FLOAT32_ROW_C = 4.0
 #: (its gradient in mu vanishes at the M-step's fixed point).  And the fit
 #: sums log-densities in float32 within blocks of up to 256 rows: relative
 #: error ~ sqrt(256) u in practice.  So twice the row constant, plus 8 for
-#: the block sums.
+#: the block sums.  Measured (seeds 0..2999): at most 0.055 of this bound
+#: after the fixes, 7.8e7 times it before them.
 FLOAT32_LOWER_BOUND_C = 2 * FLOAT32_ROW_C + 8.0
 
 #: Two paths, same data, same seed, same settings: the same fit.  The E-step
