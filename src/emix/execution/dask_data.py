@@ -237,7 +237,7 @@ def compute(*values: Any) -> tuple[Any, ...]:
             if problem == "workers":
                 client.cancel(futures)
             raise ClusterError(_LOST[problem].format(address=_address(client), limit=limit))
-    if _cluster_problem(client) == "scheduler":
+    if client.status != "running":  # the futures were cancelled with the connection
         raise ClusterError(_LOST["scheduler"].format(address=_address(client), limit=limit))
     try:
         return tuple(client.gather(futures))
