@@ -18,6 +18,7 @@ another order); it is no defence against data crafted to collide.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -127,24 +128,22 @@ def data_digest(data: Any) -> str:
     theirs in the pass that surveyed them."""
     if not isinstance(data, InMemoryData):
         return data.digest
-    X, weights = data.X, data.sample_weight
-    n_samples = X.shape[0]
-    row_group, weight_group = rows_per_group(X.shape[1]), rows_per_group(1)
-    # Whole groups of rows and of weights per task: the parts add exactly.
-    step = row_group * weight_group * _GROUPS_PER_TASK
+    X, weights, n_threads = data.X, data.sample_weight, data.n_threads
+    rows = _in_parts(X.shape[0], rows_per_group(X.shape[1]), lambda a, b: X[a:b], n_threads)
+    if weights is None:
+        return combined(rows, None)
+    # The weights were scaled by a power of two: back in the user's units.
+    own = _in_parts(weights.shape[0], rows_per_group(1),
+                    lambda a, b: np.ldexp(weights[a:b], -data.weight_exponent), n_threads)
+    return combined(rows, own)
 
-    def part(start: int) -> tuple[RowDigest, RowDigest | None]:
-        rows = RowDigest.of(X[start:start + step], start, row_group)
-        if weights is None:
-            return rows, None
-        # The weights were scaled by a power of two: back in the user's units.
-        own = np.ldexp(weights[start:start + step], -data.weight_exponent)
-        return rows, RowDigest.of(own, start, weight_group)
 
-    parts = thread_pool(data.n_threads).map(part, range(0, n_samples, step))
-    rows, own_weights = RowDigest(row_group), None if weights is None else RowDigest(weight_group)
-    for row_part, weight_part in parts:
-        rows = rows + row_part
-        if own_weights is not None:
-            own_weights = own_weights + weight_part
-    return combined(rows, own_weights)
+def _in_parts(n_rows: int, group_rows: int, rows: Callable[[int, int], np.ndarray],
+              n_threads: int) -> RowDigest:
+    """The digest of ``rows(0, n_rows)``, whole groups per task."""
+    step = group_rows * _GROUPS_PER_TASK
+
+    def part(start: int) -> RowDigest:
+        return RowDigest.of(rows(start, start + step), start, group_rows)
+
+    return sum(thread_pool(n_threads).map(part, range(0, n_rows, step)), RowDigest(group_rows))
