@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+import warnings
 
 import numpy as np
 import pytest
 
-from emix.exceptions import InvalidInputError
+from emix.exceptions import DataWarning, InvalidInputError
+from emix.io import tables
 from emix.io.tables import (
     Table,
     TableWriter,
@@ -481,3 +484,196 @@ def test_a_column_named_by_a_non_ascii_digit_is_just_an_unknown_name(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(InvalidInputError, match="has no column '²'"):
         read_data(path, columns=["²"])
+
+
+# -- hostile input -----------------------------------------------------------------------
+
+ROWS = "1,2\n3,4\n5,6\n7,8\n"
+
+
+def without_warnings(call, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return call(*args, **kwargs)
+
+
+@pytest.mark.parametrize("stdin", [
+    io.StringIO("\ufeff" + ROWS),  # text given as text
+    io.StringIO("\ufeff\n" + ROWS),  # a byte-order mark on a line of its own
+], ids=["text", "own-line"])
+def test_a_byte_order_mark_on_standard_input_is_dropped(stdin):
+    with pytest.warns(DataWarning):  # headerless pairs of integers: see below
+        table = read_data("-", stdin=stdin)
+    assert table.names == ["column 1", "column 2"]
+    assert table.X.tolist() == [[1, 2], [3, 4], [5, 6], [7, 8]]
+
+
+def test_standard_input_with_a_descriptor_is_decoded_as_files_are(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b\r\n1,2\r3,4\n")  # BOM, CRLF and a lone CR
+    with path.open(encoding="latin-1") as stdin:  # its bytes are read, not its latin-1 text
+        table = read_data("-", stdin=stdin)
+    assert table.names == ["a", "b"] and table.X.tolist() == [[1, 2], [3, 4]]
+    assert read_data(path).X.tolist() == table.X.tolist()
+
+
+@pytest.mark.parametrize("text, rows", [
+    ("a,b\r1,2\r3,4\r", [[1, 2], [3, 4]]),
+    ("a,b\r\n1,2\n3,4\r5,6\r\n7,8", [[1, 2], [3, 4], [5, 6], [7, 8]]),
+])
+def test_carriage_returns_end_lines_alone_or_mixed(tmp_path, text, rows):
+    path = write(tmp_path, "t.csv", text)
+    assert read_data(path).X.tolist() == rows
+    with path.open(encoding="utf-8") as stdin:
+        assert read_data("-", stdin=stdin).X.tolist() == rows
+
+
+def test_headerless_pairs_of_integers_are_ambiguous_with_decimal_commas(tmp_path):
+    path = write(tmp_path, "t.csv", "1,5\n2,25\n3,75\n4,05\n")
+    with pytest.warns(DataWarning, match=r"'.*t.csv' is ambiguous: it was read as 2 columns.*"
+                                         r"decimal commas \(1,5 for 1.5\).*tr , \. < FILE.*"
+                                         r"decimal=','.*add a header line"):
+        table = read_data(path)
+    assert table.X.tolist() == [[1, 5], [2, 25], [3, 75], [4, 5]]
+    # A header says how many columns there are; other rows rule decimals out.
+    assert without_warnings(read_data, write(tmp_path, "h.csv", "x,y\n1,5\n2,25\n")).X.shape \
+        == (2, 2)
+    for text in ("1,5\n2.5,3\n", "1,5,7\n2,3,4\n", "1;5\n2;25\n", "1,5\n2,1e3\n"):
+        assert without_warnings(read_data, write(tmp_path, "o.csv", text)).X.shape[0] == 2
+
+
+def test_the_ambiguity_is_told_once_over_several_passes(tmp_path):
+    chunks = iter_chunks(write(tmp_path, "t.csv", "1,5\n2,25\n3,75\n"), chunk_rows=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [len(part) for part in chunks] == [2, 1]
+        assert [len(part) for part in chunks] == [2, 1]
+    assert [type(w.message) for w in caught] == [DataWarning]
+
+
+def test_one_column_of_decimal_commas_with_a_whole_number_says_so(tmp_path):
+    message = error_of(read_data, write(tmp_path, "t.csv", "1,5\n2\n3,75\n"))
+    assert "data row 2 has 1 columns, expected 2 like data row 1 (if the commas are decimal " \
+           "commas, convert them to points first (tr , . < FILE" in message
+    message = error_of(read_data, write(tmp_path, "u.csv", "x\n1,5\n2,25\n"))
+    assert "decimal commas are not supported: write 1.5, not 1,5; convert them" in message
+
+
+def test_a_line_longer_than_the_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "LINE_LIMIT", 100)
+    assert read_data(write(tmp_path, "ok.csv", "a\n" + "1\n" * 10 + "2" * 99 + "\n")).X.shape \
+        == (11, 1)
+    for name, text in [("head.csv", "1" * 150), ("row.csv", "a,b\n1,2\n" + "3," * 60 + "\n")]:
+        message = error_of(read_data, write(tmp_path, name, text))
+        assert message.startswith(f"'{tmp_path / name}' has a line longer than 100 characters")
+        assert "save a table this wide as .npy or Parquet" in message
+    assert "standard input has a line longer than 100" in error_of(
+        read_data, "-", stdin=io.StringIO("a\n" + "1" * 101))
+
+
+def test_devices_and_pipes_are_read_once_as_they_come(tmp_path):
+    # /dev/zero as text is tested in a process of its own (test_cli): before
+    # the line limit, reading it filled the memory.
+    (tmp_path / "zero.npy").symlink_to("/dev/zero")
+    assert "is not a regular file (it is a pipe or a device)" in error_of(
+        read_data, tmp_path / "zero.npy")
+    fifo = tmp_path / "fifo"  # as <(command) gives: no extension, read once
+    os.mkfifo(fifo)
+    lines = "a,b\n" + "".join(f"{i},{2 * i}\n" for i in range(20_000))
+
+    read = threading.Event()
+
+    def writer():
+        with open(fifo, "w") as f:
+            f.write(lines)
+        if not read.wait(20):  # a reader that opens the pipe again would wait for ever
+            open(fifo, "w").close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    chunks = iter_chunks(fifo, chunk_rows=5000)
+    assert chunks.names == ["a", "b"]
+    data = np.concatenate(list(chunks))
+    read.set()
+    thread.join()
+    assert data[:, 0].tolist() == list(range(20_000)), "no row lost to a second opening"
+    assert "can be read only once" in error_of(iter, chunks)
+
+
+def test_nul_bytes_and_other_encodings_are_named(tmp_path):
+    for content in (b"a,b\n1,2\n3,\x004\n", b"\x00a,b\n1,2\n"):
+        (tmp_path / "nul.csv").write_bytes(content)
+        assert "holds NUL bytes" in error_of(read_data, tmp_path / "nul.csv")
+    (tmp_path / "u16.csv").write_bytes("a,b\n1,2\n".encode("utf-16"))
+    assert "(it is UTF-16, Excel's \"Unicode text\"); save it as UTF-8 (iconv -f UTF-16" in \
+        error_of(read_data, tmp_path / "u16.csv")
+    (tmp_path / "latin.csv").write_bytes("größe,b\n1,2\n".encode("latin-1"))
+    assert "not a UTF-8 text file (it holds the byte 0xf6); save it as UTF-8 (iconv -f " \
+           "LATIN1" in error_of(read_data, tmp_path / "latin.csv")
+
+
+def test_a_quoted_header_cell_across_lines_is_refused(tmp_path):
+    message = error_of(read_data, write(tmp_path, "t.csv", '"a\nb",c\n1,2\n'))
+    assert "a quoted cell of the first line spans lines" in message
+
+
+def test_a_name_given_to_two_columns_is_chosen_by_position(tmp_path):
+    path = write(tmp_path, "t.csv", "a,a,b\n1,2,3\n")
+    assert read_data(path).X.tolist() == [[1, 2, 3]]
+    assert read_data(path, columns=["2"]).X.tolist() == [[2]]
+    assert "has 2 columns named 'a' (at positions 1, 2); choose one by its 1-based position" \
+        in error_of(read_data, path, columns=["a"])
+
+
+def test_a_npy_name_on_something_else_is_not_called_a_pickle(tmp_path):
+    (tmp_path / "t.npy").write_text("a,b\n1,2\n")
+    assert "is not a .npy file (those begin with the bytes \\x93NUMPY)" in error_of(
+        read_data, tmp_path / "t.npy")
+
+
+def test_parquet_integers_beyond_2_53_are_rounded_with_a_warning(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    big = [1, 2**53, 2**53 + 1, -(2**63), 2**60 + 1]
+    pq.write_table(pa.table({"i": pa.array(big, pa.int64()),
+                             "u": pa.array([2**64 - 1, 0, 1, 2, 3], pa.uint64()),
+                             "small": pa.array([1, 2, 3, 4, 5], pa.int64())}),
+                   tmp_path / "t.parquet")
+    with pytest.warns(DataWarning) as caught:
+        table = read_data(tmp_path / "t.parquet")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert "column 'i' holds integers beyond 2**53 (first at data row 3: 9007199254740993)" \
+           in messages[0] and "nearest float64 (9007199254740992.0)" in messages[0]
+    assert "column 'u' holds integers beyond 2**53 (first at data row 1: " \
+           "18446744073709551615)" in messages[1]
+    assert table.X[:, 0].tolist() == [float(v) for v in big]
+    assert table.X[:, 1].tolist() == [2.0**64, 0, 1, 2, 3]
+    without_warnings(read_data, tmp_path / "t.parquet", columns=["small"])
+
+
+def test_damaged_parquet_files_and_unreadable_columns_are_input_errors(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": np.arange(1000.0), "s": pa.array([{"a": 1}] * 1000),
+                             "l": pa.array([[1.0]] * 1000)}), path)
+    for column, kind in (("s", "struct<a: int64>"), ("l", "list<element: double>")):
+        assert f"column {column!r} is not numeric (Parquet type {kind})" in error_of(
+            read_data, path, columns=[column])
+    whole = path.read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(whole[:len(whole) // 2])
+    message = error_of(read_data, tmp_path / "cut.parquet")
+    assert "cut.parquet' is not a valid Parquet file (" in message
+    assert "if it was cut short (an interrupted copy or download), copy or write it again" \
+        in message
+    damaged = bytearray(whole)
+    damaged[4:40] = bytes(b ^ 0xFF for b in damaged[4:40])  # the first page's header
+    (tmp_path / "damaged.parquet").write_bytes(bytes(damaged))
+    message = error_of(read_data, tmp_path / "damaged.parquet", columns=["x"])
+    assert "damaged.parquet': reading the column(s) 'x' from data row 1 on failed (" in message
+    assert "the file is damaged" in message
+    pq.write_table(pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0])], names=["a", "a"]),
+                   tmp_path / "twice.parquet")
+    assert "has 2 columns named 'a', which pyarrow reads by name" in error_of(
+        read_data, tmp_path / "twice.parquet", columns=["2"])

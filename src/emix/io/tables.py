@@ -21,13 +21,16 @@ import codecs
 import contextlib
 import csv
 import difflib
+import io
 import json
 import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +38,7 @@ from typing import IO, Any
 import numpy as np
 
 from .._text import one_line
-from ..exceptions import InvalidInputError
+from ..exceptions import DataWarning, InvalidInputError
 from .atomic import atomic_output, check_writable
 from .pages import copy_rows
 
@@ -264,6 +267,11 @@ def _resolve(spec: str | int, src: _Source) -> int:
     names = src.names
     text = str(spec).strip() if not isinstance(spec, str) else spec
     if text in names:
+        if names.count(text) > 1:
+            positions = [str(j + 1) for j, name in enumerate(names) if name == text]
+            raise InvalidInputError(
+                f"{src.label} has {len(positions)} columns named {text!r} (at positions "
+                f"{', '.join(positions)}); choose one by its 1-based position")
         return names.index(text)
     if re.fullmatch(r"\s*[0-9]+\s*", text):
         position = int(text)
@@ -300,7 +308,13 @@ class _Source:
 
 def _open_source(source: str | os.PathLike, stdin: IO[str] | None) -> _Source:
     if isinstance(source, str) and source == "-":
-        return _TextSource(None, stdin if stdin is not None else sys.stdin, "standard input")
+        stream = stdin if stdin is not None else sys.stdin
+        if stream is None:  # Python sets sys.stdin to None when descriptor 0 is closed
+            raise InvalidInputError("standard input is closed: there is nothing to read")
+        binary = _binary_of(stream)
+        if binary is None:  # text given as text (io.StringIO): read as it comes
+            return _TextSource("standard input", stream=stream)
+        return _stream_source(binary, "standard input")
     path = Path(source)
     label = repr(str(path))
     if not path.exists():
@@ -308,29 +322,87 @@ def _open_source(source: str | os.PathLike, stdin: IO[str] | None) -> _Source:
     if path.is_dir():
         raise InvalidInputError(f"{label} is a directory, not a data file")
     suffix = path.suffix.lower()
+    if suffix in _NPY_SUFFIXES | _PARQUET_SUFFIXES and not path.is_file():
+        raise InvalidInputError(
+            f"{label} is not a regular file (it is a pipe or a device), and .npy and Parquet "
+            "files are read in place; save it to a file first")
     if suffix in _NPY_SUFFIXES:
         return _NpySource(path, label)
     if suffix in _PARQUET_SUFFIXES:
         return _ParquetSource(path, label)
+    if not path.is_file():
+        # A pipe (<(command), a named pipe) or a device (/dev/zero): what
+        # is read is gone, so it is read once, as standard input is.
+        return _stream_source(_open_binary(path, label), label)
     if suffix not in _TEXT_SUFFIXES:
         # Unknown extension: recognise the binary formats by their magic
         # bytes, and refuse other binary files before parsing them as text.
-        head = _read_head(path, label)
-        if head.startswith(b"\x93NUMPY"):
+        with _open_binary(path, label) as f:
+            head = f.read(_HEAD_BYTES)
+        if head.startswith(_NPY_MAGIC):
             return _NpySource(path, label)
-        if head.startswith(b"PAR1"):
+        if head.startswith(_PARQUET_MAGIC):
             return _ParquetSource(path, label)
-        if _is_binary(head):
-            raise InvalidInputError(f"{label} is not a text file; {_SUPPORTED}")
-    return _TextSource(path, None, label)
+        _refuse_binary(head, label, stream=False)
+    return _TextSource(label, path=path)
 
 
-def _read_head(path: Path, label: str) -> bytes:
+#: Bytes looked at to tell a binary file from text.
+_HEAD_BYTES = 1 << 16
+_NPY_MAGIC = b"\x93NUMPY"
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _open_binary(path: Path, label: str) -> io.BufferedReader:
     try:
-        with path.open("rb") as f:
-            return f.read(1 << 16)
+        return path.open("rb")
     except OSError as exc:
         raise InvalidInputError(f"cannot read {label}: {exc.strerror or exc}") from None
+
+
+def _stream_source(binary: io.BufferedReader, label: str) -> _TextSource:
+    """Text read once from a stream of bytes, which the source closes."""
+    try:
+        try:
+            head = binary.peek(_HEAD_BYTES)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {label}: {exc.strerror or exc}") from None
+        _refuse_binary(head, label, stream=True)
+    except BaseException:
+        binary.close()
+        raise
+    return _TextSource(label, stream=_decoded(binary), owned=True)
+
+
+def _binary_of(stream: IO[str]) -> io.BufferedReader | None:
+    """The bytes under a text stream with a file descriptor (the process's
+    standard input), so that they are decoded as files are; None for text
+    that has no bytes under it."""
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    # closefd=False: the descriptor stays open for whoever owns it.
+    return open(descriptor, "rb", closefd=False)
+
+
+def _decoded(binary: IO[bytes]) -> IO[str]:
+    """Text as every text table is read, from a file or standard input alike:
+    UTF-8, with line endings kept as they are (the csv module needs them for
+    quoted cells; a lone "\\r" ends a line too).  A byte-order mark is
+    dropped by :func:`_lines`, which sees text given as text too."""
+    return io.TextIOWrapper(binary, encoding="utf-8", newline="")
+
+
+def _refuse_binary(head: bytes, label: str, *, stream: bool) -> None:
+    """Refuse bytes that are not text, naming what they look like."""
+    if head.startswith((_NPY_MAGIC, _PARQUET_MAGIC)) and stream:
+        kind = "a NumPy .npy file" if head.startswith(_NPY_MAGIC) else "a Parquet file"
+        raise InvalidInputError(
+            f"{label} holds {kind}, which is read from a file (not a pipe or standard input): "
+            "give the file's name")
+    if _is_binary(head):
+        raise InvalidInputError(f"{label} is not a text file; {_SUPPORTED}")
 
 
 def _is_binary(head: bytes) -> bool:
@@ -345,31 +417,40 @@ def _is_binary(head: bytes) -> bool:
 
 
 class _TextSource(_Source):
-    """Delimited text; the delimiter and a header are detected from the first lines."""
+    """Delimited text; the delimiter and a header are detected from the first lines.
 
-    def __init__(self, path: Path | None, stream: IO[str] | None, label: str):
+    A regular file is reopened for each pass; a stream (standard input, a
+    pipe) is read once.
+    """
+
+    def __init__(self, label: str, *, path: Path | None = None,
+                 stream: IO[str] | None = None, owned: bool = False):
         self.label = label
         self._path = path
+        self._stream = stream if owned else None  # closed with the source
         self._pending: Iterator[str] | None = None
-        if path is not None:
-            with self._open() as f:
-                self._inspect(f)
-            self._pending = None  # each pass over a file reopens it
-        else:
-            self._inspect(stream)
+        self._ambiguous_warned = False
+        try:
+            if path is not None:
+                with self._open() as f:
+                    self._inspect(f)
+                self._pending = None  # each pass over a file reopens it
+            else:
+                self._inspect(stream)
+        except BaseException:
+            self.close()
+            raise
 
     def _open(self) -> IO[str]:
-        try:
-            # utf-8-sig drops the byte-order mark Excel writes; newline=""
-            # is what the csv module needs for quoted fields.
-            return self._path.open(encoding="utf-8-sig", newline="")
-        except OSError as exc:
-            raise InvalidInputError(
-                f"cannot read {self.label}: {exc.strerror or exc}") from None
+        return _decoded(_open_binary(self._path, self.label))
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
 
     def _inspect(self, stream: IO[str]) -> None:
         with _TextErrors(self.label):
-            lines = _nonblank(stream)
+            lines = _lines(stream, self.label)
             first = next(lines, None)
             if first is None:
                 raise InvalidInputError(f"{self.label} is empty: it has no rows of data")
@@ -377,8 +458,13 @@ class _TextSource(_Source):
             if commented:  # np.savetxt(header="a,b") writes "# a,b"
                 first = first.lstrip()[1:]
             second = next(lines, None)
+            _refuse_nul(first + (second or ""), self.label)
             self._delimiter = _delimiter(first, second)
             head = _split_line(first, self._delimiter)
+            if first.count('"') % 2:  # a quote left open: the cell goes on on the next line
+                raise InvalidInputError(
+                    f"{self.label}: a quoted cell of the first line spans lines; numeric tables "
+                    "need one row per line")
             self._header = commented or any(not _is_number_or_missing(cell) for cell in head)
             if self._header:
                 if second is None:
@@ -402,16 +488,26 @@ class _TextSource(_Source):
         if self._header and len(names) > 1 and names[-1] == "":
             names = names[:-1]  # a delimiter ending every line ("a,b,"): no column there
         self.names = names
+        # Rows "1,5" without a header: two columns, or one of decimal commas?
+        # Checked on every row; a warning once the whole table is read.
+        self._every_row_a_decimal_comma = self._could_be_decimal_commas()
         self._pending = chain(pending, lines)
+
+    def _could_be_decimal_commas(self) -> bool:
+        """Whether the rows could be one column of decimal commas ("1,5"
+        for 1.5) as well as the two columns they were read as."""
+        return self._delimiter == "," and not self._header and self._width == 2
 
     def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
         if self._path is None:
             if self._pending is None:
-                raise InvalidInputError("standard input can be read only once")
+                raise InvalidInputError(
+                    f"{self.label} can be read only once (it is a stream, not a file); "
+                    "save it to a file first")
             lines, self._pending = self._pending, None
             return self._parse(lines, select, rows, None)
         f = self._open()
-        lines = _nonblank(f)
+        lines = _lines(f, self.label)
         if self._header:
             with _TextErrors(self.label):
                 next(lines)
@@ -427,23 +523,34 @@ class _TextSource(_Source):
                 with _TextErrors(self.label):
                     block = list(islice(lines, rows))
                 if not block:
-                    return
+                    break
                 with _TextErrors(self.label):
                     yield self._parse_block(block, raw, names, start)
                 start += len(block)
         finally:
             if f is not None:
                 f.close()
+        if self._every_row_a_decimal_comma and not self._ambiguous_warned:
+            self._ambiguous_warned = True
+            warnings.warn(
+                f"{self.label} is ambiguous: it was read as 2 columns, but every row is two "
+                "whole numbers joined by a comma, which is also one column of numbers with "
+                f"decimal commas (1,5 for 1.5). If the commas are decimal commas, "
+                f"{_CONVERT_DECIMAL_COMMAS}; if these are two columns, add a header line "
+                "(such as x,y) to say so", DataWarning, stacklevel=2)
 
     def _parse_block(self, lines: list[str], select: list[int], names: list[str],
                      start: int) -> np.ndarray:
         """The selected columns of some lines as float64, every cell checked."""
         n, width, delimiter = len(lines), self._width, self._delimiter
+        text = "".join(lines)
+        _refuse_nul(text, self.label)
+        if self._every_row_a_decimal_comma:
+            self._every_row_a_decimal_comma = _DECIMAL_COMMA_ROWS.fullmatch(text) is not None
         if delimiter is not None:
             # Fast path, for blocks without quotes whose lines all hold the
             # expected number of delimiters: split the block's text at once
             # (the csv module and a transpose cost more than the floats).
-            text = "".join(lines)
             if '"' not in text and set(map(str.count, lines, repeat(delimiter))) == {width - 1}:
                 if not text.endswith("\n"):
                     text += "\n"
@@ -462,9 +569,14 @@ class _TextSource(_Source):
         if set(map(len, rows)) != {width}:
             i = next(i for i, row in enumerate(rows) if len(row) != width)
             like = "like the header" if self._header else "like data row 1"
+            hint = ""
+            if self._could_be_decimal_commas() and len(rows[i]) == 1 \
+                    and _is_number_or_missing(rows[i][0]):
+                # One column of decimal commas, with a whole number in it.
+                hint = f" (if the commas are decimal commas, {_CONVERT_DECIMAL_COMMAS})"
             raise InvalidInputError(
                 f"{self.label}: data row {start + i} has {len(rows[i])} columns, expected "
-                f"{width} {like}; fix or remove that row")
+                f"{width} {like}{hint}; fix or remove that row")
         return self._convert([[row[j] for row in rows] for j in select], names, start)
 
     def _convert(self, columns: list[list[str]], names: list[str], start: int) -> np.ndarray:
@@ -492,16 +604,47 @@ class _TextErrors:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and issubclass(exc_type, UnicodeDecodeError):
-            raise InvalidInputError(f"{self.label} is not a UTF-8 text file; {_SUPPORTED}") \
-                from None
+            utf16 = exc.start < 2 and exc.object[:2] in (codecs.BOM_UTF16_LE,
+                                                         codecs.BOM_UTF16_BE)
+            what, encoding = ("it is UTF-16, Excel's \"Unicode text\"", "UTF-16") if utf16 \
+                else (f"it holds the byte 0x{exc.object[exc.start]:02x}", "LATIN1")
+            raise InvalidInputError(
+                f"{self.label} is not a UTF-8 text file ({what}); save it as UTF-8 "
+                f"(iconv -f {encoding} -t UTF-8 FILE, for one); {_SUPPORTED}") from None
         if exc_type is not None and issubclass(exc_type, csv.Error):
             raise InvalidInputError(
                 f"{self.label} cannot be read as delimited text ({one_line(str(exc))}); "
                 f"{_SUPPORTED}") from None
 
 
-def _nonblank(lines: Iterable[str]) -> Iterator[str]:
-    return (line for line in lines if not line.isspace())
+#: The longest line of a text table read, in characters: 16 Mi.  A line is
+#: held whole while it is split, so a text without line breaks (/dev/zero, a
+#: binary stream, a table written without newlines) must be refused before
+#: it fills the memory.  A row of 600,000 numbers of 17 digits fits; a table
+#: that wide is a matter for .npy or Parquet, whose rows have no such limit.
+LINE_LIMIT = 1 << 24
+
+
+def _lines(stream: IO[str], label: str) -> Iterator[str]:
+    """The non-blank lines of a text, a byte-order mark (Excel writes one)
+    dropped from the first; at most LINE_LIMIT characters each."""
+    pieces = iter(partial(stream.readline, LINE_LIMIT + 1), "")
+    first = next(pieces, "").removeprefix("\ufeff")
+    for line in chain((first,) if first else (), pieces):
+        if not line.isspace():
+            if len(line) > LINE_LIMIT:
+                raise InvalidInputError(
+                    f"{label} has a line longer than {LINE_LIMIT:,} characters, the most a "
+                    "text table's row may hold: is it text at all? Rows must end in line "
+                    "breaks; save a table this wide as .npy or Parquet")
+            yield line
+
+
+def _refuse_nul(text: str, label: str) -> None:
+    if "\x00" in text:
+        raise InvalidInputError(
+            f"{label} holds NUL bytes, which text never does: it is not a text table, or it "
+            f"is damaged; {_SUPPORTED}")
 
 
 def _delimiter(first: str, second: str | None) -> str | None:
@@ -543,6 +686,19 @@ def _is_number_or_missing(cell: str) -> bool:
     return True
 
 
+#: A number written with a decimal comma, "1,5" for 1.5 (also a thousands
+#: separator, "1,000", or two whole numbers where the comma delimits).
+_DECIMAL_COMMA = r"[-+]?\d+,\d+"
+
+#: Lines that each hold one such number and nothing else (blank lines are
+#: dropped before); each line's end is required, so no backtracking.
+_DECIMAL_COMMA_ROWS = re.compile(
+    rf"(?:[ \t]*{_DECIMAL_COMMA}[ \t]*(?:\r\n|\r|\n))*(?:[ \t]*{_DECIMAL_COMMA}[ \t]*)?")
+
+_CONVERT_DECIMAL_COMMAS = ("convert them to points first (tr , . < FILE, or pandas.read_csv("
+                           "FILE, decimal=',') and save it again)")
+
+
 def _raise_bad_cell(cells: Sequence[str], name: str, label: str, start: int) -> None:
     """Raise for the first cell of a column that is not a finite number."""
     for i, cell in enumerate(cells):
@@ -554,8 +710,9 @@ def _raise_bad_cell(cells: Sequence[str], name: str, label: str, start: int) -> 
             if shown.lower() in _MISSING:
                 _raise_missing(name, label, row, shown)
             hint = ""
-            if re.fullmatch(r"[-+]?\d+,\d+", shown):
-                hint = " (decimal commas are not supported: write 1.5, not 1,5)"
+            if re.fullmatch(_DECIMAL_COMMA, shown):
+                hint = (" (decimal commas are not supported: write 1.5, not 1,5; "
+                        f"{_CONVERT_DECIMAL_COMMAS})")
             raise InvalidInputError(
                 f"{label}: column {name!r} is not numeric (row {row} holds {shown!r}){hint}; "
                 "drop it with --columns or encode it as numbers") from None
@@ -598,6 +755,14 @@ class _NpySource(_Source):
 
     def __init__(self, path: Path, label: str):
         self.label = label
+        with _open_binary(path, label) as f:
+            magic = f.read(len(_NPY_MAGIC))
+        # np.load reads what is neither .npy nor .npz as a pickle; only one
+        # that starts as pickles do is called one.
+        if not magic.startswith((_NPY_MAGIC, b"PK", b"\x80")):
+            raise InvalidInputError(
+                f"{label} is not a .npy file (those begin with the bytes \\x93NUMPY); "
+                f"{_SUPPORTED}")
         try:
             array = np.load(path, allow_pickle=False, mmap_mode="r")
         except ValueError as exc:
@@ -652,7 +817,11 @@ class _NpySource(_Source):
 
 
 class _ParquetSource(_Source):
-    """A Parquet file, read batch by batch with pyarrow."""
+    """A Parquet file, read batch by batch with pyarrow.
+
+    Whatever pyarrow raises while reading (a damaged file, a type it cannot
+    cast) becomes an InvalidInputError naming the file and the columns.
+    """
 
     def __init__(self, path: Path, label: str):
         self.label = label
@@ -665,10 +834,12 @@ class _ParquetSource(_Source):
             self._file = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
             raise InvalidInputError(
-                f"{label} is not a valid Parquet file ({one_line(str(exc))})") from None
+                f"{label} is not a valid Parquet file ({one_line(str(exc))}); if it was cut "
+                "short (an interrupted copy or download), copy or write it again") from None
         schema = self._file.schema_arrow
         self.names = list(schema.names)
         self._types = [schema.field(j).type for j in range(len(schema.names))]
+        self._rounded: set[str] = set()  # columns already warned of lost digits
         if not self.names:
             raise InvalidInputError(f"{label} has no columns")
         if self._file.metadata.num_rows == 0:
@@ -676,34 +847,87 @@ class _ParquetSource(_Source):
 
     def blocks(self, select: list[int], rows: int) -> Iterator[np.ndarray]:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         names = [self.names[j] for j in select]
         for j in select:
-            kind = self._types[j]
+            kind, name = self._types[j], self.names[j]
             if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
                     or pa.types.is_boolean(kind) or pa.types.is_decimal(kind)):
                 raise InvalidInputError(
-                    f"{self.label}: column {self.names[j]!r} is not numeric (Parquet type "
+                    f"{self.label}: column {name!r} is not numeric (Parquet type "
                     f"{kind}); drop it with --columns or encode it as numbers")
-        return self._batches(select, names, rows, pa, pc)
+            if self.names.count(name) > 1:
+                raise InvalidInputError(
+                    f"{self.label} has {self.names.count(name)} columns named {name!r}, which "
+                    "pyarrow reads by name and cannot tell apart; rename them "
+                    "(pyarrow's Table.rename_columns) and write the file again")
+        return self._batches(names, rows)
 
-    def _batches(self, select, names, rows, pa, pc) -> Iterator[np.ndarray]:
+    def _batches(self, names: list[str], rows: int) -> Iterator[np.ndarray]:
         start = 1
-        for batch in self._file.iter_batches(batch_size=rows, columns=names):
-            out = np.empty((batch.num_rows, len(select)))
+        batches = self._file.iter_batches(batch_size=rows, columns=names)
+        while True:
+            with self._arrow_errors(f"the column(s) {', '.join(map(repr, names))} from data "
+                                    f"row {start} on"):
+                batch = next(batches, None)
+            if batch is None:
+                return
+            out = np.empty((batch.num_rows, len(names)))
             for k, name in enumerate(names):
                 column = batch.column(batch.schema.get_field_index(name))
                 if column.null_count:
                     nulls = column.is_null().to_numpy(zero_copy_only=False)
                     _raise_missing(name, self.label, start + int(np.argmax(nulls)), "null")
-                out[:, k] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+                with self._arrow_errors(f"column {name!r} (Parquet type {column.type})"):
+                    out[:, k] = self._floats(column, name, start)
             _check_finite(out, names, self.label, start)
             start += batch.num_rows
             yield out
 
+    def _floats(self, column: Any, name: str, start: int) -> np.ndarray:
+        """A column of a batch as float64; 64-bit integers beyond 2**53 are
+        rounded to the nearest float64, with a warning (once per column)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        kind = column.type
+        if not (pa.types.is_integer(kind) and kind.bit_width == 64):
+            return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        # pyarrow refuses to cast these; a fit needs no more than float64's
+        # 16 digits, and a column of identifiers is the user's to leave out.
+        values = column.to_numpy(zero_copy_only=False)
+        beyond = values > _EXACT_INTEGERS
+        if pa.types.is_signed_integer(kind):
+            beyond |= values < -_EXACT_INTEGERS
+        if name not in self._rounded and beyond.any():
+            self._rounded.add(name)
+            i = int(np.argmax(beyond))
+            warnings.warn(
+                f"{self.label}: column {name!r} holds integers beyond 2**53 (first at data row "
+                f"{start + i}: {int(values[i])}), where float64 holds only some integers "
+                f"exactly: they are read as the nearest float64 ({float(values[i])!r}), their "
+                "last digits lost; if they are identifiers, leave the column out with --columns",
+                DataWarning, stacklevel=2)
+        return values  # converted, each to the nearest float64, where it is stored
+
+    @contextlib.contextmanager
+    def _arrow_errors(self, what: str) -> Iterator[None]:
+        import pyarrow as pa
+
+        try:
+            yield
+        except (pa.ArrowException, OSError) as exc:  # ArrowInvalid, thrift errors, ...
+            raise InvalidInputError(
+                f"{self.label}: reading {what} failed ({one_line(str(exc))}); the file is "
+                "damaged or holds what emix cannot read as numbers: write it again, or leave "
+                "those columns out with --columns") from None
+
     def close(self) -> None:
         self._file.close()
+
+
+#: Integers up to this magnitude are float64 values exactly; beyond it, only some are.
+_EXACT_INTEGERS = 2**53
 
 
 # -------------------------------------------------------------------------- writing
