@@ -514,3 +514,20 @@ def test_the_data_digest_adds_over_any_split_in_any_order():
     assert RowDigest.of(X[::-1], 0, group).hexdigest() != whole
     assert RowDigest.of(np.asfortranarray(X), 0, group).hexdigest() == whole
     assert RowDigest.of(X.astype(">f8"), 0, group).hexdigest() == whole  # values, not bytes
+
+
+def test_a_diverged_result_keeps_its_falls_after_its_best(small_fit, tmp_path):
+    """A diverged run's history ends at its best parameters, but its falls
+    (why it stopped) come later: such a record is valid and resumes."""
+    def diverged(meta, arrays):
+        result = meta["finished"]
+        result.update(state="diverged", history=result["history"][:3],
+                      log_likelihood=result["history"][2], decreases=[[5, -0.25]])
+        return meta
+
+    X = small_fit[0]
+    path = tmp_path / "case.ckpt"
+    path.write_bytes(_rewritten(small_fit[2], diverged))
+    seen = []
+    GaussianMixture(**_SMALL).fit(X, checkpoint=path, progress=seen.append)
+    assert (seen[0].restart, seen[0].iteration) == (1, 3)

@@ -299,7 +299,9 @@ class _Reader:
         return EMResult(params=self.params("finished_"), log_likelihood=log_likelihood,
                         state=state, history=history,
                         collapses=self.collapses(record, n_iter),
-                        decreases=self.decreases(record, n_iter),
+                        # A diverged run's history ends at its best parameters,
+                        # and its falls after them are kept (why it stopped).
+                        decreases=self.decreases(record, self.max_iter),
                         restart=_integer(record, "restart", 0, restarts_done - 1))
 
     def run(self, record: dict[str, Any]) -> RunState:
@@ -339,14 +341,15 @@ class _Reader:
             raise _Invalid(f"a log-likelihood of {bad[0]!r} in a {state} run's history")
         return values
 
-    def decreases(self, record: dict[str, Any], n_iter: int) -> list[tuple[int, float]]:
+    def decreases(self, record: dict[str, Any], last: int) -> list[tuple[int, float]]:
+        """Falls of the log-likelihood, each at an iteration up to ``last``."""
         items = record.get("decreases")
         if not isinstance(items, list):
             raise _Invalid("the record of decreases is not a list")
         decreases = []
         for item in items:
             if not (isinstance(item, list) and len(item) == 2 and _is_int(item[0])
-                    and 1 <= item[0] <= n_iter):
+                    and 1 <= item[0] <= last):
                 raise _Invalid(f"a decrease {item!r}")
             change = _as_float(item[1], "a decrease")
             if not (math.isfinite(change) and change < 0):
