@@ -281,7 +281,11 @@ class GaussianMixture:
                   checkpoint_path: str | os.PathLike | None) -> GaussianMixture:
         n_components = settings["n_components"]
         self._check_sample_count(data.n_positive, n_components)
-        family = GaussianFamily(settings["covariance_type"], settings["reg_covar"], data.dtype)
+        # The columns' summary serves the warnings after the fit and, before
+        # it, the scale of the data that bounds any covariance's rounding.
+        low, high, variance = data.column_summary()
+        family = GaussianFamily(settings["covariance_type"], settings["reg_covar"], data.dtype,
+                                data_extent=float(np.sum((high - low) ** 2)))
         n_features = data.n_features
         user_init = self._check_initial_parameters(family, n_components, n_features)
         rng = check.check_random_state(self.random_state)
@@ -337,7 +341,7 @@ class GaussianMixture:
                                   on_collapse=settings["on_collapse"],
                                   callback=report if log_progress or progress else None)
             self._set_fitted(result, data.dtype, family, names, n_features)
-            self._warn_about_features(*data.column_summary())
+            self._warn_about_features(low, high, variance)
         self._warn_about(result)
         return self
 

@@ -203,7 +203,7 @@ class GaussianFamily:
     """Gaussian mixture components under one covariance structure."""
 
     def __init__(self, covariance: str | CovarianceModel, reg_covar: float = 1e-6,
-                 parameter_dtype: Any = np.float64):
+                 parameter_dtype: Any = np.float64, data_extent: float = 0.0):
         self.covariance = (
             COVARIANCE_MODELS[covariance] if isinstance(covariance, str) else covariance
         )
@@ -213,6 +213,10 @@ class GaussianFamily:
         #: it as they are made, so that EM, lower_bound_ and every later
         #: prediction use the very numbers that are stored.
         self.parameter_dtype = np.dtype(parameter_dtype)
+        #: The sum of the data's squared column ranges: no component's
+        #: variance and no move of a mean exceeds it, so its rounding bounds
+        #: that of every covariance of a fit of those data (0 if unknown).
+        self.data_extent = float(data_extent)
 
     @property
     def regularised(self) -> bool:
@@ -614,22 +618,26 @@ class GaussianFamily:
             "rescale the columns")
 
     def _singular(self, covariances: np.ndarray, components: list[int]
-                  ) -> DegenerateComponentError:
+                  ) -> DegenerateComponentError | NumericalError:
         """The error for covariances that are not positive definite, with a
         ``reg_covar`` that makes them so in its remedy.
 
         That value clears the most negative eigenvalue and, above it, the
-        rounding of the largest variance (ROUNDING_MARGIN x d x eps of it:
-        the sums' rounding in any direction, which another fit's order of
-        summation could turn negative), rounded up to one digit and at least
-        ten times the current setting."""
+        rounding of the largest variance of any component or of the data's
+        extent (ROUNDING_MARGIN x d x eps of it: the sums' rounding in any
+        direction, which another fit's order of summation could turn
+        negative; with the extent it holds for the fit that follows the
+        remedy too, whose components may take other variances), rounded up
+        to one digit and at least ten times the current setting.  A value
+        whose inverse the parameters' dtype cannot hold helps nothing: then
+        the NumericalError that says so."""
         model = self.covariance
         n_features = covariances.shape[-1] if covariances.ndim > 1 else 1
-        matrices = model.full_matrices(covariances, max(components) + 1 if model.per_component
-                                       else 1, n_features)
-        spectra = np.linalg.eigvalsh(matrices[components] if model.per_component else matrices)
-        largest = float(np.max(np.abs(spectra)))
-        needed = (self.reg_covar + max(0.0, -float(spectra[:, 0].min()))
+        n_matrices = covariances.shape[0] if model.per_component else 1
+        spectra = np.linalg.eigvalsh(model.full_matrices(covariances, n_matrices, n_features))
+        failing = spectra[components] if model.per_component else spectra
+        largest = max(float(np.max(np.abs(spectra))), self.data_extent)
+        needed = (self.reg_covar + max(0.0, -float(failing[:, 0].min()))
                   + ROUNDING_MARGIN * n_features * _EPS * largest)
         suggestion = max(_round_up(needed) if needed > 0 else 0.0, 10.0 * self.reg_covar)
         if self.reg_covar == 0:
@@ -637,6 +645,8 @@ class GaussianFamily:
             # least 1e-6 of the largest variance (or 1e-6, the default, when
             # the data are one point).
             suggestion = max(suggestion, _round_up(1e-6 * largest) if largest > 0 else 1e-6)
+        if 1.0 / suggestion > float(np.finfo(self.parameter_dtype).max):
+            return self._beyond_range()
         which = ("the shared covariance" if not model.per_component
                  else f"component(s) {components}")
         setting = (f"reg_covar={self.reg_covar:g} is below the rounding level of "
@@ -660,7 +670,7 @@ def _round_up(value: float) -> float:
 
 def _fits_in(array: np.ndarray, dtype: np.dtype) -> bool:
     """Whether ``array`` rounded to ``dtype`` stays finite."""
-    return bool(np.abs(array).max(initial=0.0) <= np.finfo(dtype).max)
+    return bool(np.abs(array).max(initial=0.0) <= float(np.finfo(dtype).max))
 
 
 def _rounded(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
