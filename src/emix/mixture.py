@@ -284,8 +284,10 @@ class GaussianMixture:
         # The columns' summary serves the warnings after the fit and, before
         # it, the scale of the data that bounds any covariance's rounding.
         low, high, variance = data.column_summary()
+        with np.errstate(over="ignore"):  # data near float64's range: an infinite extent
+            extent = float(np.sum((high - low) ** 2))
         family = GaussianFamily(settings["covariance_type"], settings["reg_covar"], data.dtype,
-                                data_extent=float(np.sum((high - low) ** 2)))
+                                data_extent=extent)
         n_features = data.n_features
         user_init = self._check_initial_parameters(family, n_components, n_features)
         rng = check.check_random_state(self.random_state)

@@ -639,6 +639,11 @@ class GaussianFamily:
         largest = max(float(np.max(np.abs(spectra))), self.data_extent)
         needed = (self.reg_covar + max(0.0, -float(failing[:, 0].min()))
                   + ROUNDING_MARGIN * n_features * _EPS * largest)
+        if not math.isfinite(needed):
+            return NumericalError(
+                "a covariance is singular to rounding, and the data's squared spread "
+                "overflows floating point, so no regularisation can be told that helps: rescale "
+                "the columns (e.g. standardise them) and fit again")
         suggestion = max(_round_up(needed) if needed > 0 else 0.0, 10.0 * self.reg_covar)
         if self.reg_covar == 0:
             # Then a constant column's variance is the setting itself: at
