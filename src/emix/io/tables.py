@@ -343,7 +343,7 @@ def _open_source(source: str | os.PathLike, stdin: IO[str] | None) -> _Source:
             return _NpySource(path, label)
         if head.startswith(_PARQUET_MAGIC):
             return _ParquetSource(path, label)
-        _refuse_binary(head, label, stream=False)
+        _refuse_binary(head, label)
     return _TextSource(label, path=path)
 
 
@@ -367,7 +367,7 @@ def _stream_source(binary: io.BufferedReader, label: str) -> _TextSource:
             head = binary.peek(_HEAD_BYTES)
         except OSError as exc:
             raise InvalidInputError(f"cannot read {label}: {exc.strerror or exc}") from None
-        _refuse_binary(head, label, stream=True)
+        _refuse_binary(head, label)
     except BaseException:
         binary.close()
         raise
@@ -394,9 +394,9 @@ def _decoded(binary: IO[bytes]) -> IO[str]:
     return io.TextIOWrapper(binary, encoding="utf-8", newline="")
 
 
-def _refuse_binary(head: bytes, label: str, *, stream: bool) -> None:
+def _refuse_binary(head: bytes, label: str) -> None:
     """Refuse bytes that are not text, naming what they look like."""
-    if head.startswith((_NPY_MAGIC, _PARQUET_MAGIC)) and stream:
+    if head.startswith((_NPY_MAGIC, _PARQUET_MAGIC)):  # files of these were dispatched before
         kind = "a NumPy .npy file" if head.startswith(_NPY_MAGIC) else "a Parquet file"
         raise InvalidInputError(
             f"{label} holds {kind}, which is read from a file (not a pipe or standard input): "
