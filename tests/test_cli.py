@@ -4,6 +4,14 @@ exit statuses and messages of every subcommand."""
 import importlib
 import io
 import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -611,3 +619,185 @@ def test_a_genuine_bug_exits_1_with_a_traceback(monkeypatch, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "internal error (a bug)" in err
+
+
+# -- hostile input and interrupts, through the command -----------------------------------
+
+#: The console script, next to the interpreter running the tests.
+EMIX = str(Path(sys.executable).with_name("emix"))
+
+BOM_ROWS = b"\xef\xbb\xbf1,2\n3,4\n5,6\n7,8\n"
+
+
+def command(argv, *, stdin=None, feed=None, address_space=2 << 30, timeout=120):
+    """Run ``argv`` in a process of its own that may map at most
+    ``address_space`` bytes (BLAS on one thread, whose buffers would count);
+    ``feed`` is written to its standard input as it reads.  Returns (status,
+    stdout, stderr)."""
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                   "MKL_NUM_THREADS": "1"}
+    child = subprocess.Popen(argv, stdin=stdin if feed is None else subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=limited, env=environment)
+
+    def write():
+        try:
+            for chunk in feed:
+                child.stdin.write(chunk)
+            child.stdin.close()
+        except OSError:  # the command stopped reading: what the tests want
+            pass
+
+    writer = threading.Thread(target=write) if feed is not None else None
+    if writer is not None:
+        writer.start()
+    timer = threading.Timer(timeout, child.kill)
+    timer.start()
+    out, err = child.stdout.read(), child.stderr.read()
+    child.wait()
+    timer.cancel()
+    if writer is not None:
+        writer.join()
+    return child.returncode, out.decode(), err.decode()
+
+
+def test_a_byte_order_mark_on_standard_input_is_not_a_row():
+    code, out, err = run(["fit", "-", "-k", "1", "--format", "json"],
+                         stdin=BOM_ROWS.decode("utf-8"))
+    assert code == 0, err
+    assert json.loads(out)["data"]["n_samples"] == 4
+    code, out, err = command([EMIX, "fit", "-", "-k", "1", "--format", "json"],
+                             feed=[BOM_ROWS])
+    assert code == 0, err
+    assert json.loads(out)["data"] == {"source": "standard input", "n_samples": 4,
+                                       "features": ["column 1", "column 2"]}
+
+
+def test_pairs_that_may_be_decimal_commas_are_fitted_with_a_warning():
+    code, out, err = run(["fit", "-", "-k", "1", "--format", "json"],
+                         stdin="1,5\n2,25\n3,75\n4,5\n5,125\n")
+    assert code == 0, err
+    assert json.loads(out)["data"]["features"] == ["column 1", "column 2"]
+    warning = [line for line in err.splitlines() if "ambiguous" in line]
+    assert len(warning) == 1 and warning[0].startswith(
+        "emix: warning: standard input is ambiguous: it was read as 2 columns")
+    assert "tr , . < FILE" in warning[0] and "add a header line" in warning[0]
+    code, _, err = run(["fit", "-", "-k", "1"], stdin="x,y\n1,5\n2,25\n3,75\n4,5\n")
+    assert code == 0 and "ambiguous" not in err
+
+
+def test_text_without_line_breaks_is_refused_in_bounded_memory(tmp_path):
+    # 3 GiB on one line, to a process that may map 2 GiB: it must stop reading.
+    megabyte = b"1" * 2**20
+    started = time.monotonic()
+    code, _, err = command([EMIX, "fit", "-"], feed=(megabyte for _ in range(3 << 10)))
+    assert code == 2, err
+    assert err == ("emix: error: standard input has a line longer than 16,777,216 characters, "
+                   "the most a text table's row may hold: is it text at all? Rows must end in "
+                   "line breaks; save a table this wide as .npy or Parquet\n")
+    assert time.monotonic() - started < 60
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    with open("/dev/zero", "rb") as zero:
+        runs = [command([EMIX, "fit", "-"], stdin=zero)] + [
+            command([EMIX, "fit", str(tmp_path / name)]) for name in ("zero.csv", "zero")]
+    for (code, _, err), label in zip(runs, ["standard input", f"'{tmp_path}/zero.csv'",
+                                            f"'{tmp_path}/zero'"], strict=True):
+        assert code == 2, err
+        assert err.startswith(f"emix: error: {label} is not a text file; supported formats")
+        assert err.count("\n") == 1
+
+
+def test_parquet_beyond_float64_and_damaged_in_the_command(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "ids.parquet"
+    rng = np.random.default_rng(0)
+    pq.write_table(pa.table({"x": rng.normal(size=50),
+                             "id": pa.array(2**62 + np.arange(50), pa.int64())}), path)
+    code, out, err = run(["fit", str(path), "-k", "1", "--format", "json"])
+    assert code == 0, err
+    assert json.loads(out)["data"]["n_samples"] == 50
+    assert f"emix: warning: '{path}': column 'id' holds integers beyond 2**53 (first at data " \
+           "row 1: 4611686018427387904)" in err and "Traceback" not in err
+    whole = path.read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(whole[:-100])
+    one_line_error(["fit", str(tmp_path / "cut.parquet")], "is not a valid Parquet file")
+
+
+def test_running_out_of_memory_is_one_line_with_a_remedy(monkeypatch):
+    def too_large(*args, **kwargs):
+        raise MemoryError("Unable to allocate 6.71 GiB for an array with shape "
+                          "(1, 30000, 30000) and data type float64")
+
+    monkeypatch.setattr(cli.GaussianMixture, "fit", too_large)
+    one_line_error(["fit"], "emix: error: not enough memory (Unable to allocate 6.71 GiB for an "
+                            "array with shape (1, 30000, 30000) and data type float64); fit "
+                            "fewer columns (--columns), a covariance with fewer parameters "
+                            "(--covariance diag)")
+
+
+def interrupted(argv, delays):
+    """Run the command once per delay and send it SIGINT that long after
+    NumPy starts to load.  Python's own start-up, before emix's first line
+    runs, is not emix's to guard: the delays count from a moment well after
+    emix.__main__ installed its handler (the import of NumPy, as the
+    interpreter reports it with PYTHONPROFILEIMPORTTIME)."""
+    environment = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    outcomes = []
+    for delay in delays:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=environment)
+        before = []
+        for line in child.stderr:
+            before.append(line)
+            if b"numpy" in line:
+                break
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        _, rest = child.communicate(timeout=120)
+        err = b"".join([*before, rest]).decode()
+        err = "".join(line for line in err.splitlines(keepends=True)
+                      if not line.startswith("import time:"))
+        outcomes.append((delay, child.returncode, err))
+    return outcomes
+
+
+@pytest.mark.parametrize("argv", [[EMIX, "fit", "-q"], [sys.executable, "-m", "emix", "fit",
+                                                        "-q"]], ids=["script", "python -m"])
+def test_ctrl_c_at_any_moment_is_one_line_and_status_130(argv):
+    for delay, code, err in interrupted(argv, [0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5]):
+        assert "Traceback" not in err and "Exception ignored" not in err, (delay, err)
+        if delay <= 0.1:  # SciPy and the rest of emix are still loading
+            assert code == 130, (delay, code, err)
+        # After the command: finished first (0), or killed by the signal in the
+        # interpreter's last moments, after Python restored the default action
+        # (the shell reports 130 for it too).
+        assert (code, err) in ((130, "\nemix: interrupted\n"), (0, ""), (-signal.SIGINT, "")), \
+            (delay, code, err)
+
+
+def test_an_interrupt_dropped_in_a_callback_still_ends_the_command(monkeypatch, capsys):
+    class InterruptedInDel:
+        def __del__(self):
+            raise KeyboardInterrupt  # as Ctrl-C in numba's ctypes callbacks: printed, dropped
+
+    def slow_command(*args, **kwargs):
+        InterruptedInDel()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 0
+
+    handler, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    monkeypatch.setitem(cli._COMMANDS, "fit", slow_command)
+    monkeypatch.setattr("sys.argv", ["emix", "fit"])
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.entry_point()
+    assert exit_info.value.code == 130 and time.monotonic() - started < 5
+    assert capsys.readouterr().err == "\nemix: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is handler and sys.unraisablehook is hook

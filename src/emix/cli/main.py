@@ -8,13 +8,16 @@ everything the command prints or writes.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -317,6 +320,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         # The reader (head, less) closed the pipe: it has what it wanted.
         _discard_further_output(stdout)
         return EXIT_OK
+    except MemoryError as exc:  # a table too large or too wide for a fit in memory
+        reason = one_line(exc) or "out of memory"
+        print(f"emix: error: not enough memory ({reason}); fit fewer columns (--columns), "
+              "a covariance with fewer parameters (--covariance diag) or fewer components, "
+              "or read the rows in pieces (--chunk-size ROWS)", file=stderr)
+        return EXIT_USAGE
     except OSError as exc:  # unwritable output, disk full: the user's to fix
         print(f"emix: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
               file=stderr)
@@ -683,11 +692,23 @@ _COMMANDS = {"fit": _fit, "predict": _predict, "sample": _sample, "show": _show,
 
 
 def entry_point() -> None:  # pragma: no cover - exercised through the console script
+    """Run the command line of the process and exit with its status.
+
+    A Ctrl-C is a KeyboardInterrupt while the command runs, so that its
+    with-blocks remove partial outputs; before and after, the SIGINT handler
+    in place when this was called (:mod:`emix.__main__`'s, which exits at
+    once) stays in force, through the interpreter's shutdown too.
+    """
+    outer_handler = signal.getsignal(signal.SIGINT)
+    outer_hook = sys.unraisablehook
     try:
+        sys.unraisablehook = _interrupts_passed_on(outer_hook)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         code = main()
     except KeyboardInterrupt:
+        _restore_handler(outer_handler)  # a second Ctrl-C must not interrupt the message
         print("\nemix: interrupted", file=sys.stderr)
-        code = 130  # 128 + SIGINT, as shells report it
+        code = EXIT_INTERRUPTED
     except Exception:
         import traceback
 
@@ -695,5 +716,36 @@ def entry_point() -> None:  # pragma: no cover - exercised through the console s
         print("emix: internal error (a bug): please report it with the traceback above.",
               file=sys.stderr)
         code = EXIT_BUG
+    finally:
+        _restore_handler(outer_handler)
+        sys.unraisablehook = outer_hook
     sys.exit(code)
+
+
+#: 128 + SIGINT, as shells report a command ended by Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+def _restore_handler(handler) -> None:
+    if handler is not None:  # None: not installed from Python, nothing to restore
+        signal.signal(signal.SIGINT, handler)
+
+
+def _interrupts_passed_on(hook):
+    """An unraisable-exception hook that does not drop a Ctrl-C.
+
+    A KeyboardInterrupt raised in a callback from C (numba's compiler calls
+    Python through ctypes while it loads its cache; ``__del__`` methods) is
+    printed and dropped by Python, and the command would go on.  It is
+    raised again in a moment, outside the callback; other exceptions go to
+    ``hook``.
+    """
+    def unraisable(report) -> None:
+        if report.exc_type is not None and issubclass(report.exc_type, KeyboardInterrupt):
+            again = threading.Timer(0.05, _thread.interrupt_main)
+            again.daemon = True
+            again.start()
+            return
+        hook(report)
+    return unraisable
 
