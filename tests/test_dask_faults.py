@@ -44,7 +44,7 @@ from cluster_processes import (
     wait_for,
 )
 from emix import GaussianMixture
-from emix.execution.dask_data import ClusterError
+from emix.exceptions import ClusterError
 
 from conftest import blobs, fixed_init
 

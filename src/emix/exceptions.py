@@ -76,6 +76,11 @@ class ModelFileError(EmixError, ValueError):
     """A model file is missing, truncated, tampered with, or not an emix model."""
 
 
+class ClusterError(EmixError, RuntimeError):
+    """The Dask cluster can no longer run the computation: it lost all its
+    workers, its scheduler, or blocks of data that cannot be computed again."""
+
+
 class ConvergenceWarning(UserWarning):
     """EM stopped before the log-likelihood settled (``max_iter``) or diverged."""
 

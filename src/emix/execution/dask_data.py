@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import EmixError, InvalidInputError
+from ..exceptions import ClusterError, InvalidInputError
 from .digest import RowDigest, combined, rows_per_group
 from .memory import InMemoryData, default_task_rows
 from .summary import ColumnSummary, RowSample
@@ -64,11 +64,6 @@ def _modules():
         raise InvalidInputError(
             "fitting a Dask collection needs Dask: pip install 'emix[dask]'") from None
     return dask, da
-
-
-class ClusterError(EmixError, RuntimeError):
-    """The Dask cluster can no longer run the computation: it lost all its
-    workers, its scheduler, or blocks of data that cannot be computed again."""
 
 
 class DaskData:
