@@ -9,6 +9,15 @@ that is not a number, is missing, or is infinite raises an
 :class:`~emix.exceptions.InvalidInputError` whose one-line message names the
 column, the data row (counted from 1, the header excluded) and a remedy.
 
+Text, from a file or standard input alike, is UTF-8 (a byte-order mark is
+dropped), its lines at most :data:`LINE_LIMIT` characters long; a pipe or a
+device (``<(command)``, a named pipe) is read once, as it comes.  Rows that
+are each two whole numbers joined by a comma, without a header ("1,5"), are
+read as two columns with a :class:`~emix.exceptions.DataWarning`: they may
+as well be one column with decimal commas, which no reader can tell apart.
+Parquet's 64-bit integers beyond 2**53 are read as the nearest float64, with
+a warning.
+
 Writing: :func:`write_table` and the incremental :class:`TableWriter` write
 CSV, TSV or JSON.  Files are replaced atomically: the output goes to a
 temporary file in the destination's directory and is renamed over the
@@ -155,7 +164,8 @@ def read_data(source: str | os.PathLike, *, columns: Sequence[str] | None = None
         A column (name or 1-based position) of frequency weights, returned
         apart from ``X``.
     stdin : text stream, optional
-        Read instead of ``sys.stdin`` when ``source`` is ``"-"``.
+        Read instead of ``sys.stdin`` when ``source`` is ``"-"``; when it
+        has a file descriptor, its bytes are read and decoded as a file's.
 
     Returns
     -------
