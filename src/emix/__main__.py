@@ -24,7 +24,9 @@ def exit_interrupted(signum: int, frame: object) -> None:
     os._exit(130)
 
 
-signal.signal(signal.SIGINT, exit_interrupted)
+# Not when multiprocessing's "spawn" imports this as its children's __mp_main__.
+if __name__ in ("__main__", "emix.__main__"):
+    signal.signal(signal.SIGINT, exit_interrupted)
 
 
 def entry_point() -> None:
