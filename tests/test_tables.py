@@ -695,3 +695,8 @@ def test_a_wide_table_is_parsed_in_blocks_of_bounded_cells(tmp_path):
     # The table is 9.6 MB as floats; parsed in one block of 300 rows, its
     # 1.2 million cells of text peaked at 158 MiB (41 MiB now).
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_a_closed_standard_input_is_named(monkeypatch):
+    monkeypatch.setattr("sys.stdin", None)  # what Python sets when descriptor 0 is closed
+    assert error_of(read_data, "-") == "standard input is closed: there is nothing to read"
