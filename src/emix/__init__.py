@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 #: Each public name and the module that defines it.
 _HOMES = {
     "Progress": "em.engine",
+    "ClusterError": "exceptions",
     "ComponentCollapseWarning": "exceptions",
     "ConvergenceWarning": "exceptions",
     "DataWarning": "exceptions",
@@ -34,6 +35,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "ClusterError",
     "ComponentCollapseWarning",
     "ConvergenceWarning",
     "DataWarning",
@@ -71,6 +73,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .em.engine import Progress
     from .exceptions import (
+        ClusterError,
         ComponentCollapseWarning,
         ConvergenceWarning,
         DataWarning,
