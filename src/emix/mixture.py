@@ -265,7 +265,7 @@ class GaussianMixture:
             with the same parameters as an uninterrupted fit; once the fit
             has finished, the file holds its result and a repeated call
             returns it without refitting.  A checkpoint written by a fit
-            with other settings or data of another shape is refused.
+            with other settings or other data (their digest) is refused.
 
         Returns
         -------
