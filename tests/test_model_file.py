@@ -540,3 +540,29 @@ def test_save_over_existing_file_replaces_it(tmp_path):
     emix.save(second, path)
     assert_same_model(second, emix.load(path))
     assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("online", [False, True])
+def test_float32_model_of_ill_conditioned_data_round_trips(tmp_path, covariance_type, online):
+    # Correlation 1 - 5e-9: the float32 covariances_, rounded from positive
+    # definite ones, are indefinite; the model is its precision factors,
+    # and save had refused it.
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.normal(size=(2, 2000))
+    X = np.column_stack([1e3 * z1, 1e3 * z1 + 0.1 * z2]).astype(np.float32)
+    model = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if online:
+            for batch in np.array_split(X, 4):
+                model.partial_fit(batch)
+        else:
+            model.fit(X)
+    covariances = np.asarray(model.covariances_, dtype=np.float64).reshape(-1, 2, 2)
+    assert np.linalg.eigvalsh(covariances)[:, 0].min() < 0
+    path = tmp_path / "model.emix"
+    emix.save(model, path)
+    loaded = emix.load(path)
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -575,13 +575,17 @@ def _check_consistent(model: Any, label: str) -> None:
             raise ModelFileError(f"{label}: covariances_ are not symmetric.")
     elif not (prec_chol > 0).all():
         raise ModelFileError(f"{label}: precisions_cholesky_ is not positive.")
-    try:
-        structure.factor(covariances)
-    except SingularCovariance as exc:
-        raise ModelFileError(
-            f"{label}: the covariances of components {exc.components} are not positive "
-            "definite."
-        ) from None
+    # The model is its precision factors (valid above, and matched with the
+    # covariances below); float32 covariances of an ill-conditioned fit,
+    # rounded from positive definite ones, need not stay positive definite.
+    if np.asarray(model.covariances_).dtype == np.float64:
+        try:
+            structure.factor(covariances)
+        except SingularCovariance as exc:
+            raise ModelFileError(
+                f"{label}: the covariances of components {exc.components} are not "
+                "positive definite."
+            ) from None
     with np.errstate(all="ignore"):
         if not (np.abs(precisions - structure.precisions(prec_chol))
                 <= tolerance * structure.precisions(np.abs(prec_chol))).all():
@@ -620,8 +624,9 @@ def _check_consistent(model: Any, label: str) -> None:
         raise ModelFileError(f"{label}: feature_names_in_ has {len(names)} names for "
                              f"{n_features} features.")
 
-    # A diverged fit ran past the parameters it returned, and its collapses
-    # are those of the whole run.
+    # A diverged fit returns the repairs that led to the parameters it
+    # returns (emix.em.engine.run_em); files written before that kept those
+    # of the whole run.
     last = model.max_iter if state == DIVERGED else n_iter
     lowest = 0 if structure.per_component else -1  # -1: the shared covariance
     for event in model.collapses_:
