@@ -122,7 +122,7 @@ def test_negligible_responsibilities_are_taken_as_zero(dtype):
     # Buffers for blocks of two rows: the second block is a partial one.
     # Bounds of zero: no row is recomputed about the means.
     log_likelihood, recomputed = numba_kernels.quadratic_e_step(
-        X, np.zeros(1), theta, np.zeros((3, 2)), np.array([256.0, 50.0]),
+        X, np.zeros(1), theta, np.zeros((3, 2)), np.array([1e-15, 1e-9, 50.0]),
         means.astype(np.float64), np.ones((2, 1, 1)), np.zeros(2), np.empty(4 * 2, dtype),
         np.empty(2 * 2, dtype), np.empty(0), False, smallest, resp_weight, first, second)
     assert recomputed == 0

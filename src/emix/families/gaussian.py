@@ -58,17 +58,19 @@ _NO_WEIGHTS = np.ones(1)
 #: centre, and its rounding is a few units of the unit roundoff times the
 #: sum of its terms' magnitudes (measured on hostile data: at most 7.5 times
 #: the bound of :meth:`CovarianceModel.quadratic_coefficients`, itself above
-#: the true sum).  Rows where that bound exceeds this many times the
-#: log-density's own magnitude (at least 1) get theirs from residuals about
-#: each mean instead, so that every log-density is within about
-#: 8 x 256 = 2048 units of its own rounding, in float32 as in float64.  On
-#: clean data no row comes near it (cases C and E: terms at most ~30-60
-#: times the log-density; float32 errors measured there: median 1.2e-5 and
-#: 1.8e-4 nats, at most 2e-4 and 1.7e-3, for log-densities of -27 and
-#: -100); the rows beyond are outliers that a broad component owns and
-#: clusters far from the centre in their own spreads, where the terms are
-#: orders of magnitude larger than the log-density.
-QUADRATIC_CANCELLATION = 256.0
+#: the true sum): QUADRATIC_ROUNDING_FACTOR.  Rows where that bound exceeds
+#: QUADRATIC_ACCURACY times their log-density's magnitude (at least 1) get
+#: their log-densities from residuals about each mean instead, in float64.
+#: The terms grow with a row's distance from the centre in units of a
+#: component's spread: outliers that a broad component owns, clusters far
+#: from the centre, and in float32 tight clusters far apart (measured on
+#: standardised data of 16-64 features and 4-32 tight components: float32
+#: errors of 3e-4 to 1e-2 nats per row in the median and up to 4 nats,
+#: float64 ones below 1e-8).  float64 asks 1e-9 (the errors measured on
+#: clean data are 1e-12 to 1e-11), float32 2048 units of its rounding.
+QUADRATIC_ROUNDING_FACTOR = 8.0
+QUADRATIC_ACCURACY = {np.dtype(np.float64): 1e-9,
+                      np.dtype(np.float32): 2048 * 0.5 * float(np.finfo(np.float32).eps)}
 #: Units of rounding in :meth:`GaussianFamily.log_likelihood_rounding`.
 ROUNDING_ULPS = 64.0
 
@@ -120,7 +122,7 @@ class QuadraticForm:
     centre: np.ndarray  # (d,) the mixture's mean, float64
     theta: np.ndarray  # (K, P') in the data's dtype, zero-padded to a multiple of 4
     bounds: np.ndarray  # (3, K) float64
-    tolerances: np.ndarray  # (2,) see flag_inexact_rows
+    tolerances: np.ndarray  # (3,) see flag_inexact_rows
     factor: np.ndarray  # (K, d, d) float64 precision factors
 
 
@@ -457,7 +459,9 @@ class GaussianFamily:
             padded[:, :theta.shape[1]] = theta
             form = params._prepared[key] = QuadraticForm(
                 centre=centre, theta=padded, bounds=bounds,
-                tolerances=np.array([QUADRATIC_CANCELLATION, NEGLIGIBLE_LOG_RATIO]),
+                tolerances=np.array([
+                    QUADRATIC_ROUNDING_FACTOR * 0.5 * float(np.finfo(dtype).eps),
+                    QUADRATIC_ACCURACY[np.dtype(dtype)], NEGLIGIBLE_LOG_RATIO]),
                 factor=np.ascontiguousarray(
                     self.covariance.fused_factor(params.prec_chol, n_components, n_features)))
         return form
