@@ -8,6 +8,7 @@ Dask) runs this same loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -122,7 +123,8 @@ def run_em(family: Any, data: Any, params: Any, *, tol: float, max_iter: int,
         log_likelihood = stats.log_likelihood / stats.total_weight
         monitor.update(log_likelihood, fresh_start=fresh_start,
                        regularised=bool(floors) or family.regularised,
-                       rounding=family.log_likelihood_rounding(params, log_likelihood))
+                       rounding=family.evaluation_rounding(log_likelihood)
+                       + family.step_rounding(params))
         if log_likelihood > best[0] or (fresh_start and math.isfinite(log_likelihood)):
             best = (log_likelihood, params, monitor.n_iter)
         save()
@@ -165,13 +167,26 @@ def run_restarts(family: Any, data: Any, initialise: Callable[[int], Any], *, n_
         # same optimum (components permuted) would otherwise be told apart
         # by the order of the sums, differently on each E-step path.
         if best is None or result.log_likelihood > best.log_likelihood + max(
-                family.log_likelihood_rounding(best.params, best.log_likelihood),
-                family.log_likelihood_rounding(result.params, result.log_likelihood)):
+                family.evaluation_rounding(best.log_likelihood),
+                family.evaluation_rounding(result.log_likelihood)):
             best = result
         if checkpoint is not None:
             checkpoint.save_finished(restart + 1, best)
     assert best is not None
-    return best
+    return _stored(family, data, best)
+
+
+def _stored(family, data, result: EMResult) -> EMResult:
+    """The result with its parameters as the fit keeps them (float32 data:
+    rounded to float32), and their log-likelihood, which one more E-step
+    gives: ``history[n_iter]`` is that of the parameters returned."""
+    params = family.stored(result.params)
+    if params is result.params:
+        return result
+    stats = data.map_reduce(partial(family.e_step, params))
+    log_likelihood = stats.log_likelihood / stats.total_weight
+    return dataclasses.replace(result, params=params, log_likelihood=log_likelihood,
+                               history=[*result.history[:-1], log_likelihood])
 
 
 def _repair(family, params, report: MStepReport, policy: str, reseeds_left: int,

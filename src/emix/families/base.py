@@ -63,10 +63,19 @@ class Family(Protocol):
     def e_step(self, params: Any, X: np.ndarray, weights: np.ndarray | None,
                workspace: Any) -> Stats: ...
 
-    def log_likelihood_rounding(self, params: Any, log_likelihood: float) -> float:
-        """How far rounding alone may move the per-sample log-likelihood of
-        ``params``: changes within it are neither progress nor divergence,
-        and restarts within it of each other are ties."""
+    def evaluation_rounding(self, log_likelihood: float) -> float:
+        """How precisely the E-step evaluates a per-sample log-likelihood:
+        restarts within it of each other are ties."""
+        ...
+
+    def step_rounding(self, params: Any) -> float:
+        """How far an M-step's rounding alone may move the per-sample
+        log-likelihood to ``params``: with the evaluation's, a fall within it
+        is no divergence."""
+        ...
+
+    def stored(self, params: Any) -> Any:
+        """``params`` in the precision the fitted attributes keep."""
         ...
 
     def m_step(self, stats: Any, floors: dict[int, np.ndarray] | None = None
