@@ -340,6 +340,26 @@ def scaled_e_step(X, row_weights, use_weights, means, scale, const,
     return log_likelihood, np.isnan(log_likelihood)
 
 @_jit
+def squared_whitened(residual, count, prec_chol, whitened, out):
+    """out[i] = |r_i P|^2 for the first ``count`` residuals r_i (the columns
+    of ``residual``, (d, rows)) and one upper triangular precision factor P,
+    every loop along the rows; ``whitened`` is a scratch row."""
+    n_features = residual.shape[0]
+    for i in range(count):
+        out[i] = 0.0
+    for j in range(n_features):
+        for i in range(count):
+            whitened[i] = 0.0
+        for a in range(j + 1):
+            factor = prec_chol[a, j]
+            column = residual[a]
+            for i in range(count):
+                whitened[i] += column[i] * factor
+        for i in range(count):
+            out[i] += whitened[i] * whitened[i]
+
+
+@_jit
 def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
                       resp_weight, first, second):
     """Full (and tied, with ``prec_chol`` repeated) covariances for few
@@ -366,18 +386,7 @@ def triangular_e_step(X, row_weights, use_weights, means, prec_chol, const,
                 out = centred[k, j]
                 for i in range(count):
                     out[i] = column[i] - mean
-            for i in range(count):
-                row[i] = 0.0
-            for j in range(n_features):
-                for i in range(count):
-                    whitened[i] = 0.0
-                for a in range(j + 1):
-                    factor = prec_chol[k, a, j]
-                    column = centred[k, a]
-                    for i in range(count):
-                        whitened[i] += column[i] * factor
-                for i in range(count):
-                    row[i] += whitened[i] * whitened[i]
+            squared_whitened(centred[k], count, prec_chol[k], whitened, row)
             c = const[k]
             for i in range(count):
                 row[i] = c - 0.5 * row[i]
@@ -568,18 +577,7 @@ def exact_log_densities(rows_t, flagged, n_flagged, means, prec_chol, const, gat
             out = residual[a]
             for f in range(n_flagged):
                 out[f] = source[f] - mean
-        for f in range(n_flagged):
-            squared[f] = 0.0
-        for j in range(n_features):
-            for f in range(n_flagged):
-                whitened[f] = 0.0
-            for a in range(j + 1):
-                factor = prec_chol[k, a, j]
-                column = residual[a]
-                for f in range(n_flagged):
-                    whitened[f] += column[f] * factor
-            for f in range(n_flagged):
-                squared[f] += whitened[f] * whitened[f]
+        squared_whitened(residual, n_flagged, prec_chol[k], whitened, squared)
         c = const[k]
         row = logits[k]
         for f in range(n_flagged):
