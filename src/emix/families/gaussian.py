@@ -657,7 +657,8 @@ class GaussianFamily:
         n_matrices = covariances.shape[0] if model.per_component else 1
         spectra = np.linalg.eigvalsh(model.full_matrices(covariances, n_matrices, n_features))
         failing = spectra[components] if model.per_component else spectra
-        largest = max(float(np.max(np.abs(spectra))), self.data_extent)
+        variance = float(np.max(np.abs(spectra)))
+        largest = max(variance, self.data_extent)
         needed = (self.reg_covar + max(0.0, -float(failing[:, 0].min()))
                   + ROUNDING_MARGIN * n_features * _EPS * largest)
         if not math.isfinite(needed):
@@ -671,7 +672,8 @@ class GaussianFamily:
             # least 1e-6 of the largest variance (or 1e-6, the default, when
             # the data are one point).
             suggestion = max(suggestion, _round_up(1e-6 * largest) if largest > 0 else 1e-6)
-        if 1.0 / suggestion > float(np.finfo(self.parameter_dtype).max):
+        limit = float(np.finfo(self.parameter_dtype).max)
+        if max(variance, suggestion, 1.0 / suggestion) > limit:
             return self._beyond_range()
         which = ("the shared covariance" if not model.per_component
                  else f"component(s) {components}")
