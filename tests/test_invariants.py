@@ -23,8 +23,9 @@ from conftest import E_STEP_PATHS, blobs
 SEEDS = range(300)
 #: ... and seeds beyond them that once failed in the larger sweep: a remedy
 #: too small for the fit that followed it (1012, 2217), a remedy float32
-#: could not hold (424, 706, 1669, 2494), an extent beyond float64 (2681), lower_bound_ 245
-#: against a score of -41 (1991), tied restarts picked by rounding (473, 493).
+#: could not hold (424, 706, 1669, 2494), an extent beyond float64 (2681),
+#: lower_bound_ 245 against a score of -41 (1991), tied restarts picked by
+#: rounding (473, 493).
 REGRESSION_SEEDS = (424, 473, 493, 706, 1012, 1669, 1991, 2217, 2494, 2681)
 
 
