@@ -212,36 +212,55 @@ def compute(*values: Any) -> tuple[Any, ...]:
         return dask.compute(*values)
     from distributed import wait
 
-    futures = client.compute(list(values))
     limit = _lost_cluster_timeout()
-    lost_since = None
     while True:
+        futures = client.compute(list(values))
+        lost_since = None
+        while True:
+            try:
+                wait(futures, timeout=_POLL_SECONDS)
+                break
+            except TimeoutError:
+                pass
+            except Exception:  # the client's own failure; explained below
+                break
+            problem = _cluster_problem(client)
+            if problem is None:
+                lost_since = None
+                continue
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since >= limit:
+                if problem == "workers":
+                    client.cancel(futures)
+                raise ClusterError(_LOST[problem].format(address=_address(client),
+                                                         limit=limit))
         try:
-            wait(futures, timeout=_POLL_SECONDS)
-            break
-        except TimeoutError:
-            pass
-        except Exception:  # the client's own failure; explained below
-            break
-        problem = _cluster_problem(client)
-        if problem is None:
-            lost_since = None
-            continue
-        lost_since = lost_since or time.monotonic()
-        if time.monotonic() - lost_since >= limit:
-            if problem == "workers":
-                client.cancel(futures)
-            raise ClusterError(_LOST[problem].format(address=_address(client), limit=limit))
-    if client.status != "running":  # the futures were cancelled with the connection
-        raise ClusterError(_LOST["scheduler"].format(address=_address(client), limit=limit))
-    try:
-        return tuple(client.gather(futures))
-    except Exception as exc:
-        problem = _problem_of(client, exc)
-        if problem is None:
-            raise
-        raise ClusterError(_LOST[problem].format(address=_address(client), limit=limit,
-                                                 error=exc)) from None
+            if client.status == "running":
+                return tuple(client.gather(futures))
+            problem = "scheduler"  # the futures were cancelled with the connection
+        except Exception as exc:
+            problem = _problem_of(client, exc)
+            if problem is None:
+                raise
+            if problem != "scheduler":
+                raise ClusterError(_LOST[problem].format(address=_address(client),
+                                                         limit=limit, error=exc)) from None
+        # The connection to the scheduler dropped: the computation runs again
+        # if it comes back within the limit (the graph recomputes everything).
+        if not _reconnected(client, limit):
+            raise ClusterError(_LOST["scheduler"].format(address=_address(client),
+                                                         limit=limit))
+
+
+def _reconnected(client: Any, limit: float) -> bool:
+    """Whether ``client`` is connected to its scheduler again within
+    ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while client.status != "running":
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_SECONDS)
+    return True
 
 
 _LOST = {
