@@ -528,3 +528,24 @@ def test_collinear_columns_give_a_remedy_that_works_from_every_start(init_params
         _fit(X, 2, "full", init_params=init_params)
     assert error.value.remedy["reg_covar"] > 1e-6
     assert_finite_fit(_fit(X, 2, "full", init_params=init_params, **error.value.remedy))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("distance", [10.0, 1e7])
+def test_scores_match_scipy_near_and_far_from_the_centre(covariance_type, distance):
+    # Scoring whitens rows about the mixture's centre in one product while
+    # they are within 1e5 of the smallest spread from it, and about each
+    # mean beyond: both must give scipy's log-densities.
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(size=(300, 3)), 1e-2 * rng.normal(size=(300, 3)) + distance])
+    model = _fit(X, 2, covariance_type)
+    covariances = (model.covariances_ if covariance_type == "full"
+                   else [model.covariances_] * 2)
+    expected = logsumexp([np.log(w) + multivariate_normal(m, c).logpdf(X)
+                          for w, m, c in zip(model.weights_, model.means_, covariances,
+                                             strict=True)], axis=0)
+    np.testing.assert_allclose(model.score_samples(X), expected, rtol=1e-10, atol=1e-9)
+    assert model.lower_bound_ == pytest.approx(expected.mean(), rel=1e-10)

