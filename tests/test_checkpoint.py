@@ -294,7 +294,8 @@ def test_a_fit_with_floored_components_resumes_bit_for_bit(tmp_path, covariance_
 
 _SMALL = {"n_components": 2, "n_init": 2, "init_params": "random", "random_state": 3,
           "tol": 0.0, "max_iter": 8}
-_REFUSED = r"checkpoint '.*case\.ckpt' cannot be resumed: {}.*Delete it to start the fit afresh"
+_REFUSED = (r"checkpoint '.*case\.ckpt' cannot be resumed: {}.*[Dd]elete it to start the fit "
+            r"afresh")
 
 
 @pytest.fixture(scope="module")
@@ -457,6 +458,12 @@ _EDITS = {
                         "the random generator's state is invalid"),
     "another generator": (_set(None, "rng", lambda s: {**s, "bit_generator": "MT19937"}),
                           "not one of this fit's"),
+    "generator state out of range": (
+        _set(None, "rng", lambda s: {**s, "state": {**s["state"], "state": -1}}),
+        "the random generator's state is invalid"),
+    "covariances not those of the factors": (
+        _array("run_covariances", lambda c: 2 * c),
+        "run_cov_chol and run_prec_chol that do not factor run_covariances"),
 }
 
 
@@ -531,3 +538,39 @@ def test_a_diverged_result_keeps_its_falls_after_its_best(small_fit, tmp_path):
     seen = []
     GaussianMixture(**_SMALL).fit(X, checkpoint=path, progress=seen.append)
     assert (seen[0].restart, seen[0].iteration) == (1, 3)
+
+
+@pytest.mark.parametrize("kind", ["device", "pipe", "directory"])
+def test_a_checkpoint_path_that_is_no_regular_file_is_refused_at_once(X, tmp_path, kind):
+    if kind == "device":
+        path = "/dev/null"
+    elif kind == "pipe":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    else:
+        path = tmp_path
+    with pytest.raises(InvalidInputError, match=r"is not a regular file|is a directory"):
+        GaussianMixture(**_SMALL).fit(X, checkpoint=path)
+
+
+def test_a_file_far_larger_than_a_checkpoint_is_not_read(X, tmp_path, monkeypatch):
+    # Pointed at the data (or anything large) by mistake: refused from its
+    # size, and not called damaged (nothing suggests deleting it).
+    path = tmp_path / "data.bin"
+    with open(path, "wb") as handle:
+        handle.truncate(2**30)  # sparse: 1 GiB that takes no disk
+    monkeypatch.setattr("pathlib.Path.read_bytes", lambda self: pytest.fail("read"))
+    with pytest.raises(InvalidInputError, match=r"not an emix checkpoint \(a file of "
+                                                r"1,073,741,824 bytes.*otherwise pass another"):
+        GaussianMixture(**_SMALL).fit(X, checkpoint=path)
+
+
+def test_an_archive_that_unpacks_to_far_more_than_its_size_is_refused(X, tmp_path):
+    import zipfile
+
+    path = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("meta.npy", b"\0" * 2**27)  # 128 MiB of zeros, a few hundred KB
+    assert path.stat().st_size < 2**20
+    with pytest.raises(InvalidInputError, match=r"unpacks to far more than its size"):
+        GaussianMixture(**_SMALL).fit(X, checkpoint=path)

@@ -801,3 +801,18 @@ def test_an_interrupt_dropped_in_a_callback_still_ends_the_command(monkeypatch, 
     assert exit_info.value.code == 130 and time.monotonic() - started < 5
     assert capsys.readouterr().err == "\nemix: interrupted\n"
     assert signal.getsignal(signal.SIGINT) is handler and sys.unraisablehook is hook
+
+
+def test_a_checkpoint_is_no_output_of_the_same_command_nor_its_input(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n" + "\n".join(f"{i % 7},{i % 5}" for i in range(40)) + "\n")
+    one_line_error(["fit", "-q", "--checkpoint", str(tmp_path / "c"), "--save",
+                    str(tmp_path / "c")], "--save and --checkpoint both write")
+    one_line_error(["fit", str(data), "-q", "--checkpoint", str(data)],
+                   "is an input of this command")
+    assert data.read_text().startswith("a,b\n")
+
+
+def test_a_range_of_components_too_long_to_fit_is_refused_at_once():
+    one_line_error(["fit", "-q", "-k", "1..99999999999999999999"],
+                   "asks for 1e+20 models; at most 1000")

@@ -253,13 +253,21 @@ _positive_float = _number(float, 0.0, strict=True, noun="a positive number")
 _non_negative_float = _number(float, 0.0, strict=False, noun="a non-negative number")
 
 
+#: The most values of K one selection fits (each is a whole fit).
+MAX_MODELS = 1000
+
+
 def _component_counts(text: str) -> list[int]:
     """``3``, ``1..8`` (or ``1-8``) or ``2,4,6``."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:\.\.|-)\s*(\d+)\s*", text)
     if match:
         low, high = int(match[1]), int(match[2])
-        if 1 <= low <= high:
+        if 1 <= low <= high and high - low < MAX_MODELS:
             return list(range(low, high + 1))
+        if 1 <= low <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} asks for {high - low + 1:.3g} models; at most {MAX_MODELS} are "
+                "fitted in one selection: give a shorter range")
     else:
         try:
             counts = [int(part) for part in text.split(",")]
@@ -394,7 +402,7 @@ def _read(args, stdin: TextIO) -> tuple[Table, str]:
 
 
 def _fit(args, *, stdout: TextIO, stderr: TextIO, stdin: TextIO) -> int:
-    _check_outputs(args, pictures=("plot",), files=("save",), inputs=("file",))
+    _check_outputs(args, pictures=("plot",), files=("save", "checkpoint"), inputs=("file",))
     streamed = args.chunk_size is not None or args.scheduler is not None
     with ProgressReporter(stderr, verbosity=_verbosity(args)) as reporter, \
             contextlib.ExitStack() as stack:

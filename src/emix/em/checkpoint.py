@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,10 @@ class Checkpoint:
     def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any],
                  rng: np.random.Generator):
         self.path = check_writable(path)  # refused now, not after the first iteration
+        if self.path.exists() and not self.path.is_file():
+            raise InvalidInputError(
+                f"checkpoint {str(path)!r} is not a regular file (a device, a pipe or "
+                "another special file): pass the path of a file")
         self.fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back
         self.rng = rng
         self._finished: Any | None = None
@@ -145,7 +150,7 @@ class Checkpoint:
                 raise _Invalid("the random generator's state is not one of this fit's")
             try:
                 self.rng.bit_generator.state = rng_state
-            except (TypeError, ValueError, KeyError) as exc:
+            except (TypeError, ValueError, KeyError, OverflowError) as exc:
                 raise _Invalid(f"the random generator's state is invalid ({exc})") from None
         except _Invalid as exc:
             raise self._unusable(f"it holds values that no fit of these settings can have "
@@ -157,6 +162,11 @@ class Checkpoint:
         """The archive's arrays (less the state and checksum) and its state,
         once the checksum shows the content is as written."""
         try:
+            if self.path.stat().st_size > self._largest_size():
+                raise self._unusable(
+                    f"it is not an emix checkpoint (a file of {self.path.stat().st_size:,} "
+                    f"bytes; this fit's checkpoints take at most {self._largest_size():,})",
+                    ours=False)
             raw = self.path.read_bytes()
         except OSError as exc:
             raise InvalidInputError(
@@ -164,15 +174,20 @@ class Checkpoint:
                 "readable, or pass another checkpoint path.") from None
         if not raw:
             raise self._unusable("it is empty (0 bytes): it was truncated, or the disk was full")
+        if _unpacked_size(raw) > 2 * len(raw) + 2**20:
+            # np.savez stores its members: a file that unpacks to more than
+            # its own size is no checkpoint, and could fill the memory.
+            raise self._unusable("it is not an emix checkpoint (an archive that unpacks to "
+                                 "far more than its size)", ours=False)
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
         except Exception:  # whatever bytes are there: any failure to parse them means the same
             raise self._unusable("it is not an emix checkpoint (not a readable NumPy archive: "
-                                 "another kind of file, or a damaged one)") from None
+                                 "another kind of file, or a damaged one)", ours=False) from None
         if _META not in arrays:
             raise self._unusable("it is not an emix checkpoint (a NumPy archive without a "
-                                 "fit's state)")
+                                 "fit's state)", ours=False)
         saved = arrays.pop(_CHECKSUM, None)
         if saved is None or saved.tobytes() != _checksum(arrays).encode():
             version = _format_of(arrays[_META])
@@ -208,10 +223,35 @@ class Checkpoint:
             "resumes only with the same settings and data. Delete the checkpoint to fit "
             "afresh, or pass another checkpoint path.")
 
-    def _unusable(self, why: str) -> InvalidInputError:
-        return InvalidInputError(
-            f"checkpoint {str(self.path)!r} cannot be resumed: {why}. Delete it to start the "
-            "fit afresh, or pass another checkpoint path.")
+    def _largest_size(self) -> int:
+        """A bound on this fit's checkpoint files: a few sets of parameters,
+        floors and histories (generous: only what is far beyond it is read)."""
+        fit = self.fingerprint
+        components, features = int(fit["n_components"]), int(fit["data"][1])
+        parameters = components * (features * features + features + 1)
+        return 64 * 8 * parameters + 64 * (int(fit["max_iter"]) + 1) * int(fit["n_init"]) \
+            + 2**22
+
+    def _unusable(self, why: str, *, ours: bool = True) -> InvalidInputError:
+        """The error for a file that cannot be resumed: a checkpoint of
+        emix's may be deleted, any other file is only refused (it may be
+        the user's data)."""
+        remedy = ("Delete it to start the fit afresh, or pass another checkpoint path."
+                  if ours else "If it is a damaged checkpoint of this fit, delete it to start "
+                  "the fit afresh; otherwise pass another checkpoint path (this file is left "
+                  "as it is).")
+        return InvalidInputError(f"checkpoint {str(self.path)!r} cannot be resumed: {why}. "
+                                 f"{remedy}")
+
+
+def _unpacked_size(raw: bytes) -> int:
+    """The total size that the zip archive ``raw`` declares for its members
+    (0 when it is no zip archive: np.load then says what it is)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return 0
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
@@ -385,9 +425,20 @@ class _Reader:
         # The saved factors, not the new ones: the fit resumes bit for bit.
         cov_chol = self.array(prefix + "cov_chol", np.shape(factored.cov_chol))
         prec_chol = self.array(prefix + "prec_chol", np.shape(factored.prec_chol))
-        if not self.family.covariance.valid_factor(prec_chol):
+        model = self.family.covariance
+        if not model.valid_factor(prec_chol):
             raise _Invalid(f"{prefix}prec_chol is not a precision factor (its diagonal must "
                            "be positive)")
+        # Factors of these covariances, to rounding: L L^T is the covariance
+        # to a few units of float64's (whatever the conditioning), and
+        # P^-T is L to the conditioning of P times that.
+        scale = float(np.abs(covariances).max())
+        if not (np.abs(model.covariances_from_cov_chol(cov_chol) - covariances).max()
+                <= 1e-10 * scale
+                and np.abs(model.cov_chol_from_prec_chol(prec_chol) - cov_chol).max()
+                <= 1e-6 * float(np.abs(cov_chol).max())):
+            raise _Invalid(f"{prefix}cov_chol and {prefix}prec_chol that do not factor "
+                           f"{prefix}covariances")
         return GaussianParams(weights=weights, means=means, covariances=covariances,
                               cov_chol=cov_chol, prec_chol=prec_chol)
 
