@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import emix
+from emix.exceptions import InvalidInputError
 from emix.io import atomic
 from emix.io.atomic import atomic_output, check_writable
 from emix.io.tables import write_table
@@ -239,3 +240,22 @@ def test_only_stale_temporaries_of_the_same_target_are_removed(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+@pytest.mark.parametrize("length", [200, 230, 251])
+def test_every_name_a_file_may_have_can_be_written(tmp_path, length):
+    # The temporary's name carries the target's, the host and the process:
+    # for targets of 215-251 characters it had passed the 255 a name may
+    # have, and the cleanup's second failure hid the error.
+    target = tmp_path / ("a" * (length - 4) + ".csv")
+    with atomic_output(target, text=True) as stream:
+        stream.write("x\n")
+    assert target.read_text() == "x\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_a_name_too_long_for_any_file_is_an_error_naming_it(tmp_path):
+    target = tmp_path / ("b" * 300 + ".emix")
+    with pytest.raises(InvalidInputError, match=r"cannot write '.*bbbb\.emix'.*too long"):
+        with atomic_output(target) as stream:
+            stream.write(b"x")

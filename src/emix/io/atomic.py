@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -38,6 +39,8 @@ STALE_AFTER = 24 * 3600.0
 
 #: Errors that mean the output does not fit where it is written.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: The most bytes of a file's name (Linux and macOS file systems alike).
+NAME_MAX = 255
 
 #: This host in temporary names: a process id means something only on the
 #: host that issued it.  Short, so that long target names still fit.
@@ -49,6 +52,10 @@ def check_writable(path: str | os.PathLike) -> Path:
     computation rather than after it."""
     path = Path(path)
     directory = path.parent
+    if any(len(part.encode(errors="surrogateescape")) > NAME_MAX for part in path.parts):
+        raise InvalidInputError(
+            f"cannot write {str(path)!r}: a name in it is too long (more than {NAME_MAX} "
+            "bytes, the most a file system allows); give a shorter name")
     if directory.exists() and not directory.is_dir():
         raise InvalidInputError(
             f"cannot write {str(path)!r}: {str(directory)!r} is a file, not a directory")
@@ -90,7 +97,7 @@ def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO
     _remove_stale_temporaries(path)
     # The suffix keeps the extension, for writers that look at it; open()
     # rather than mkstemp, so a new file gets the usual permissions.
-    temporary = path.parent / (f".{path.name}.{_HOST}.{os.getpid()}."
+    temporary = path.parent / (f".{_temporary_stem(path)}.{_HOST}.{os.getpid()}."
                                f"{secrets.token_hex(6)}.tmp{path.suffix}")
     try:
         with _reported(user_path):
@@ -112,7 +119,24 @@ def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO
                 os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
             os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        # Best effort: an error here would hide the one that ended the block.
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
+def _temporary_stem(path: Path) -> str:
+    """The target's name as its temporary files carry it: shortened (its
+    start and a digest of the whole) where the temporary's name would
+    exceed the 255 bytes a file name may have, so that every name the
+    target may have can be written."""
+    fixed = len(f"..{_HOST}.{2**22}.{'0' * 12}.tmp{path.suffix}".encode())
+    room = NAME_MAX - fixed
+    name = path.name
+    if len(name.encode()) <= room:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    start = name.encode()[:max(0, room - len(digest) - 1)].decode(errors="ignore")
+    return f"{start}~{digest}"
 
 
 def _remove_stale_temporaries(path: Path) -> None:
@@ -120,7 +144,7 @@ def _remove_stale_temporaries(path: Path) -> None:
     will never finish (see the module's notes).  Best effort: one that cannot
     be examined or removed stays."""
     pattern = re.compile(
-        rf"\.{re.escape(path.name)}\.(?:(?P<host>[A-Za-z0-9-]*)\.(?P<pid>\d+)\.)?"
+        rf"\.{re.escape(_temporary_stem(path))}\.(?:(?P<host>[A-Za-z0-9-]*)\.(?P<pid>\d+)\.)?"
         rf"[0-9a-f]{{12}}\.tmp{re.escape(path.suffix)}")
     now = time.time()
     try:
