@@ -259,3 +259,12 @@ def test_a_name_too_long_for_any_file_is_an_error_naming_it(tmp_path):
     with pytest.raises(InvalidInputError, match=r"cannot write '.*bbbb\.emix'.*too long"):
         with atomic_output(target) as stream:
             stream.write(b"x")
+
+
+def test_a_full_device_is_named_in_the_error(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with pytest.raises(InvalidInputError, match=r"cannot write '/dev/full': the disk is full"):
+        with atomic_output("/dev/full", text=True) as stream:
+            stream.write("x" * 100_000)
+            stream.flush()

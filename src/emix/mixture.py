@@ -15,10 +15,11 @@ Where emix differs on purpose:
   (``on_collapse``), never left to produce NaN; ``collapses_`` lists what
   happened.
 - 1-D input is one feature; integer input becomes float64; float32 input
-  is fitted on float32 parameters (EM and ``lower_bound_`` use exactly the
-  numbers stored in the float32 attributes) with the compiled kernels'
-  quadratic forms in float32, and everything else (residuals, moments, the
-  NumPy path, scoring) in float64; outputs are float32.
+  gives float32 attributes and outputs: EM runs on float64 parameters, the
+  result is rounded once and ``lower_bound_`` (``lower_bounds_[-1]``) is
+  the log-likelihood of exactly the stored numbers; the compiled kernels'
+  quadratic forms run in float32, everything else (residuals, moments, the
+  NumPy path, scoring) in float64.
 - The E-step runs over chunks of rows (``chunk_size``) on every core
   (``n_threads``), so memory does not grow with n_samples x n_components,
   and the result does not depend on the number of threads.

@@ -88,8 +88,13 @@ def atomic_output(path: str | os.PathLike, *, text: bool = False) -> Iterator[IO
         # to see as they are; only failing to open is reported here.
         with _reported(path):
             stream = open(path, mode, **options)
-        with stream:
-            yield stream
+        try:
+            with stream:
+                yield stream
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:  # /dev/full, a full pipe's file system
+                raise _write_error(path, exc) from None
+            raise
         return
     # Through a symbolic link to the file it names: renaming over the link
     # would replace the link and leave its target as it was.
@@ -194,9 +199,11 @@ def _reported(path: Path) -> Iterator[None]:
 
 def _write_error(path: Path, exc: OSError) -> InvalidInputError:
     if exc.errno in _NO_SPACE:
+        kept = (f" (the existing {path.name} is unchanged)"
+                if path.is_file() and not _is_special(path) else "")
         return InvalidInputError(
             f"cannot write {str(path)!r}: the disk is full ({exc.strerror or exc}); free "
-            f"some space on it or write elsewhere (an existing {path.name} is unchanged)")
+            f"some space on it or write elsewhere{kept}")
     return InvalidInputError(f"cannot write {str(path)!r}: {exc.strerror or exc}")
 
 
