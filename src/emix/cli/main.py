@@ -307,6 +307,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     stderr = stderr or sys.stderr
     stdin = stdin or sys.stdin
     parser = build_parser()
+    args = None
     try:
         with contextlib.redirect_stdout(stdout):  # --help and --version print there
             args = parser.parse_args(list(argv) if argv is not None else None)
@@ -330,14 +331,23 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         return EXIT_OK
     except MemoryError as exc:  # a table too large or too wide for a fit in memory
         reason = one_line(exc) or "out of memory"
-        print(f"emix: error: not enough memory ({reason}); fit fewer columns (--columns), "
-              "a covariance with fewer parameters (--covariance diag) or fewer components, "
-              "or read the rows in pieces (--chunk-size ROWS)", file=stderr)
+        print(f"emix: error: not enough memory ({reason}); "
+              f"{_MEMORY_REMEDIES.get(getattr(args, 'command', None), _MEMORY_REMEDIES['fit'])}", file=stderr)
         return EXIT_USAGE
     except OSError as exc:  # unwritable output, disk full: the user's to fix
         print(f"emix: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
               file=stderr)
         return EXIT_USAGE
+
+
+#: What each command can do with less memory.
+_MEMORY_REMEDIES = {
+    "fit": ("fit fewer columns (--columns), a covariance with fewer parameters "
+            "(--covariance diag) or fewer components, or read the rows in pieces "
+            "(--chunk-size ROWS)"),
+    "sample": "draw fewer samples (-n) at a time",
+    "predict": "read the rows in smaller pieces (--chunk-size ROWS)",
+}
 
 
 def _discard_further_output(stdout: TextIO) -> None:
