@@ -331,8 +331,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         return EXIT_OK
     except MemoryError as exc:  # a table too large or too wide for a fit in memory
         reason = one_line(exc) or "out of memory"
-        print(f"emix: error: not enough memory ({reason}); "
-              f"{_MEMORY_REMEDIES.get(getattr(args, 'command', None), _MEMORY_REMEDIES['fit'])}", file=stderr)
+        remedy = _MEMORY_REMEDIES.get(getattr(args, "command", None), _MEMORY_REMEDIES["fit"])
+        print(f"emix: error: not enough memory ({reason}); {remedy}", file=stderr)
         return EXIT_USAGE
     except OSError as exc:  # unwritable output, disk full: the user's to fix
         print(f"emix: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
