@@ -223,6 +223,17 @@ def _normalise_pair(logits, count, row_weights, use_weights, start, work, resp_w
 
 
 @_jit
+def row_maxima(logits, count, top):
+    """top[i] = the largest of a block's log-densities (K, rows) in row i."""
+    for i in range(count):
+        top[i] = logits[0, i]
+    for k in range(1, logits.shape[0]):
+        row = logits[k]
+        for i in range(count):
+            top[i] = row[i] if row[i] > top[i] else top[i]
+
+
+@_jit
 def normalise_block(logits, count, row_weights, use_weights, start, work, resp_weight):
     """Turn a block's log-densities (K, rows) into weighted responsibilities
     in place, add each component's sum of them to ``resp_weight`` and return
@@ -238,12 +249,7 @@ def normalise_block(logits, count, row_weights, use_weights, start, work, resp_w
     top = work[0]
     total = work[1]
     scratch = work[2]
-    for i in range(count):
-        top[i] = logits[0, i]
-    for k in range(1, n_components):
-        row = logits[k]
-        for i in range(count):
-            top[i] = row[i] if row[i] > top[i] else top[i]
+    row_maxima(logits, count, top)
     # A NaN or infinity among the log-densities makes this sum non-finite
     # (so would an overflow of the sum: a false alarm that only sends the
     # chunk to the NumPy path).
@@ -523,12 +529,7 @@ def flag_inexact_rows(logits, shifted, count, bounds, tolerances, norms, top, fl
         column = shifted[j]
         for i in range(count):
             norms[i] += float(column[i]) * float(column[i])
-    for i in range(count):
-        top[i] = logits[0, i]
-    for k in range(1, n_components):
-        row = logits[k]
-        for i in range(count):
-            top[i] = row[i] if row[i] > top[i] else top[i]
+    row_maxima(logits, count, top)
     # Components outer, rows inner and no branches: the loops vectorise
     # (row by row, the check cost a third of case C's E-step).  ``top``
     # becomes the threshold, ``norms`` the rows' flags.
