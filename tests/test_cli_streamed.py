@@ -93,12 +93,9 @@ def test_scheduler_gives_the_in_memory_fit(files):
             _same(local, fitted([*argv, "--scheduler", cluster.scheduler_address]))
 
 
-def test_checkpoint_resumes_a_stopped_fit(files, tmp_path, monkeypatch):
-    """A fit stopped mid-way and run again with the same command ends as an
-    uninterrupted one."""
-    argv = ["fit", str(files / "X.npy"), "-k", "3", "--tol", "1e-12", "--max-iter", "40",
-            "--checkpoint", str(tmp_path / "fit.ckpt")]
-    whole = fitted([*argv[:-2], "--chunk-size", "800"])
+def _interrupted_after_ten(monkeypatch, argv):
+    """Runs the command ``argv``, stopped by Ctrl-C after its tenth M-step;
+    returns the engine module and its own progress hook, put back."""
     emix_engine = importlib.import_module("emix.em.engine")
     original = emix_engine._notify
 
@@ -109,8 +106,18 @@ def test_checkpoint_resumes_a_stopped_fit(files, tmp_path, monkeypatch):
 
     monkeypatch.setattr(emix_engine, "_notify", stop_at_ten)
     with pytest.raises(KeyboardInterrupt):
-        run([*argv, "--chunk-size", "800"])
+        run(argv)
     monkeypatch.setattr(emix_engine, "_notify", original)
+    return emix_engine, original
+
+
+def test_checkpoint_resumes_a_stopped_fit(files, tmp_path, monkeypatch):
+    """A fit stopped mid-way and run again with the same command ends as an
+    uninterrupted one."""
+    argv = ["fit", str(files / "X.npy"), "-k", "3", "--tol", "1e-12", "--max-iter", "40",
+            "--checkpoint", str(tmp_path / "fit.ckpt")]
+    whole = fitted([*argv[:-2], "--chunk-size", "800"])
+    _interrupted_after_ten(monkeypatch, [*argv, "--chunk-size", "800"])
     resumed = fitted([*argv, "--chunk-size", "800"])
     assert resumed["model"]["n_iter"] == whole["model"]["n_iter"] > 10
     assert resumed["model"]["log_likelihood"] == whole["model"]["log_likelihood"]
@@ -162,18 +169,8 @@ def test_checkpoint_resumes_with_another_chunk_size(files, tmp_path, monkeypatch
     argv = ["fit", str(files / "X.npy"), "-k", "3", "--tol", "1e-12", "--max-iter", "40",
             "--checkpoint", str(tmp_path / "fit.ckpt")]
     whole = fitted(argv[:-2])
-    emix_engine = importlib.import_module("emix.em.engine")
-    original = emix_engine._notify
+    emix_engine, original = _interrupted_after_ten(monkeypatch, [*argv, "--chunk-size", "800"])
     resumed_at = []
-
-    def stop_at_ten(callback, restart, n_restarts, monitor, started):
-        if monitor.n_iter == 10:
-            raise KeyboardInterrupt
-        original(callback, restart, n_restarts, monitor, started)
-
-    monkeypatch.setattr(emix_engine, "_notify", stop_at_ten)
-    with pytest.raises(KeyboardInterrupt):
-        run([*argv, "--chunk-size", "800"])
 
     def record(callback, restart, n_restarts, monitor, started):
         resumed_at.append(monitor.n_iter)
